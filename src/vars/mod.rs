@@ -1,0 +1,3 @@
+//! Lazy, Jinja-templated variable resolution per host.
+
+pub mod source;
