@@ -4,8 +4,11 @@
 // dead code. Remove this once the run and engine modules use `HostVars`.
 #![allow(dead_code)]
 
+pub mod error;
+pub mod secrets;
 pub mod source;
 
 mod convert;
 mod json_text;
+mod text;
 mod yaml_text;
