@@ -1,0 +1,611 @@
+//! YAML text for the `from_yaml`, `to_yaml` and `to_nice_yaml` filters, following PyYAML (which
+//! Ansible uses): YAML 1.1 scalars (`yes`, `on` and `off` are booleans, `010` is octal), sorted
+//! keys, and block sequences under a key written at the key's indentation.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde_json::{Map, Number, Value as Json};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// Parses the first YAML document of `text` into JSON data. An empty text is `null`.
+pub fn load_yaml(text: &str) -> Result<Json, String> {
+    let mut builder = TreeBuilder::default();
+    Parser::new_from_str(text)
+        .load(&mut builder, false)
+        .map_err(|err| format!("invalid YAML: {err}"))?;
+    Ok(builder.documents.into_iter().next().unwrap_or(Json::Null))
+}
+
+enum Frame {
+    Sequence {
+        anchor: usize,
+        items: Vec<Json>,
+    },
+    Mapping {
+        anchor: usize,
+        map: Map<String, Json>,
+        key: Option<(String, bool)>,
+    },
+}
+
+#[derive(Default)]
+struct TreeBuilder {
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Json>,
+    documents: Vec<Json>,
+}
+
+impl TreeBuilder {
+    fn finish_node(&mut self, anchor: usize, value: Json, merge_key: bool) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, value.clone());
+        }
+        match self.stack.last_mut() {
+            None => self.documents.push(value),
+            Some(Frame::Sequence { items, .. }) => items.push(value),
+            Some(Frame::Mapping { map, key, .. }) => match key.take() {
+                None => *key = Some((json_key(&value), merge_key)),
+                // `<<: *anchor` merges the anchored map's entries that the map does not set.
+                Some((_, true)) => merge_into(map, value),
+                Some((name, false)) => {
+                    map.insert(name, value);
+                }
+            },
+        }
+    }
+}
+
+fn merge_into(map: &mut Map<String, Json>, value: Json) {
+    let sources = match value {
+        Json::Array(items) => items,
+        other => vec![other],
+    };
+    for source in sources {
+        if let Json::Object(entries) = source {
+            for (name, item) in entries {
+                map.entry(name).or_insert(item);
+            }
+        }
+    }
+}
+
+fn json_key(value: &Json) -> String {
+    match value {
+        Json::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl MarkedEventReceiver for TreeBuilder {
+    fn on_event(&mut self, event: Event, _mark: Marker) {
+        match event {
+            Event::Scalar(text, style, anchor, tag) => {
+                let suffix = tag.as_ref().map(|tag| tag.suffix.as_str());
+                let merge_key = style == TScalarStyle::Plain && text == "<<" && suffix.is_none();
+                let value = resolve_scalar(text, style, suffix);
+                self.finish_node(anchor, value, merge_key);
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Sequence {
+                anchor,
+                items: Vec::new(),
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Mapping {
+                anchor,
+                map: Map::new(),
+                key: None,
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (anchor, value) = match self.stack.pop() {
+                    Some(Frame::Sequence { anchor, items }) => (anchor, Json::Array(items)),
+                    Some(Frame::Mapping { anchor, map, .. }) => (anchor, Json::Object(map)),
+                    None => return,
+                };
+                self.finish_node(anchor, value, false);
+            }
+            Event::Alias(anchor) => {
+                let value = self.anchors.get(&anchor).cloned().unwrap_or(Json::Null);
+                self.finish_node(0, value, false);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Regular expressions of PyYAML's implicit resolvers for YAML 1.1.
+struct Resolvers {
+    null: Regex,
+    boolean: Regex,
+    int: Regex,
+    float: Regex,
+    /// Scalars that PyYAML reads as something other than a string (timestamps, `=`, `<<`)
+    /// and that therefore must be quoted when written.
+    other: Regex,
+}
+
+fn resolvers() -> &'static Resolvers {
+    static RESOLVERS: OnceLock<Resolvers> = OnceLock::new();
+    RESOLVERS.get_or_init(|| Resolvers {
+        null: Regex::new(r"^(?:~|null|Null|NULL|)$").expect("valid null pattern"),
+        boolean: Regex::new(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
+            .expect("valid boolean pattern"),
+        int: Regex::new(
+            r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
+        )
+        .expect("valid int pattern"),
+        float: Regex::new(
+            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        )
+        .expect("valid float pattern"),
+        other: Regex::new(r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?.*|=|<<)$").expect("valid pattern"),
+    })
+}
+
+/// Turns a scalar into JSON the way PyYAML's safe loader does.
+///
+/// Quoted scalars and `!!str` or `!unsafe` tags stay strings. Timestamps stay strings, and so
+/// do infinities and NaN, which JSON cannot hold.
+fn resolve_scalar(text: String, style: TScalarStyle, tag_suffix: Option<&str>) -> Json {
+    match tag_suffix {
+        Some("str") | Some("unsafe") => return Json::String(text),
+        Some("null") => return Json::Null,
+        _ => {}
+    }
+    if style != TScalarStyle::Plain && tag_suffix.is_none() {
+        return Json::String(text);
+    }
+
+    let resolvers = resolvers();
+    if resolvers.null.is_match(&text) {
+        return Json::Null;
+    }
+    if resolvers.boolean.is_match(&text) {
+        return Json::Bool(matches!(
+            text.to_ascii_lowercase().as_str(),
+            "yes" | "true" | "on"
+        ));
+    }
+    if resolvers.int.is_match(&text) {
+        if let Some(int) = parse_yaml11_int(&text) {
+            return Json::from(int);
+        }
+    }
+    if resolvers.float.is_match(&text) && !text.contains(':') {
+        let cleaned = text.replace('_', "");
+        if let Some(number) = cleaned.parse::<f64>().ok().and_then(Number::from_f64) {
+            return Json::Number(number);
+        }
+    }
+    Json::String(text)
+}
+
+fn parse_yaml11_int(text: &str) -> Option<i64> {
+    let cleaned = text.replace('_', "");
+    let (negative, digits) = match cleaned.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, cleaned.strip_prefix('+').unwrap_or(&cleaned)),
+    };
+    let magnitude = if let Some(binary) = digits.strip_prefix("0b") {
+        i64::from_str_radix(binary, 2).ok()?
+    } else if let Some(hex) = digits.strip_prefix("0x") {
+        i64::from_str_radix(hex, 16).ok()?
+    } else if digits.contains(':') {
+        // Sexagesimal: 1:30 is 90.
+        digits.split(':').try_fold(0i64, |total, part| {
+            Some(total * 60 + part.parse::<i64>().ok()?)
+        })?
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        i64::from_str_radix(&digits[1..], 8).ok()?
+    } else {
+        digits.parse::<i64>().ok()?
+    };
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+/// The `yaml.dump` arguments that the filters expose.
+#[derive(Clone, Debug)]
+pub struct YamlLayout {
+    pub indent: usize,
+    pub sort_keys: bool,
+    /// PyYAML's `default_flow_style=None`: a list or map whose items are all scalars is
+    /// written on one line (`[a, b]`). When false, every collection is in block style.
+    pub flow_leaves: bool,
+}
+
+/// Writes `value` as a YAML document in `layout`, ending with a newline.
+///
+/// NOTE: unlike PyYAML, long strings are not folded at 80 columns, and strings with line
+/// breaks are written double-quoted with `\n` escapes. Both read back to the same data.
+pub fn dump_yaml(value: &Json, layout: &YamlLayout) -> String {
+    let mut out = String::new();
+    match value {
+        Json::Array(items) if !items.is_empty() && !is_flow(value, layout) => {
+            write_block_sequence(&mut out, items, 0, "", layout);
+        }
+        Json::Object(map) if !map.is_empty() && !is_flow(value, layout) => {
+            write_block_mapping(&mut out, map, 0, "", layout);
+        }
+        Json::Array(_) | Json::Object(_) => {
+            out.push_str(&flow_text(value, layout));
+            out.push('\n');
+        }
+        scalar => {
+            let text = scalar_text(scalar, false);
+            let plain = !text.starts_with(['\'', '"']);
+            out.push_str(&text);
+            out.push('\n');
+            // PyYAML ends a document that is a single plain scalar with an explicit end marker.
+            if plain {
+                out.push_str("...\n");
+            }
+        }
+    }
+    out
+}
+
+fn is_flow(value: &Json, layout: &YamlLayout) -> bool {
+    if !layout.flow_leaves {
+        return false;
+    }
+    match value {
+        Json::Array(items) => items.iter().all(is_scalar),
+        Json::Object(map) => map.values().all(is_scalar),
+        _ => false,
+    }
+}
+
+fn is_scalar(value: &Json) -> bool {
+    !matches!(value, Json::Array(_) | Json::Object(_))
+}
+
+fn sorted_entries<'a>(
+    map: &'a Map<String, Json>,
+    layout: &YamlLayout,
+) -> Vec<(&'a String, &'a Json)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    if layout.sort_keys {
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+    }
+    entries
+}
+
+/// Writes a block mapping whose keys start at `column`. The first key follows `first_prefix`
+/// (for a map inside a list item, the `-` and its padding) instead of plain indentation.
+fn write_block_mapping(
+    out: &mut String,
+    map: &Map<String, Json>,
+    column: usize,
+    first_prefix: &str,
+    layout: &YamlLayout,
+) {
+    for (index, (key, value)) in sorted_entries(map, layout).into_iter().enumerate() {
+        if index == 0 {
+            out.push_str(first_prefix);
+        } else {
+            out.push_str(&" ".repeat(column));
+        }
+        out.push_str(&scalar_text(&Json::String(key.clone()), false));
+        out.push(':');
+        write_block_value(out, value, column, layout, true);
+    }
+}
+
+fn write_block_sequence(
+    out: &mut String,
+    items: &[Json],
+    column: usize,
+    first_prefix: &str,
+    layout: &YamlLayout,
+) {
+    for (index, item) in items.iter().enumerate() {
+        let line_prefix = if index == 0 {
+            first_prefix.to_string()
+        } else {
+            " ".repeat(column)
+        };
+        let item_prefix = format!(
+            "{line_prefix}-{}",
+            " ".repeat(layout.indent.saturating_sub(1).max(1))
+        );
+        match item {
+            Json::Object(map) if !map.is_empty() && !is_flow(item, layout) => {
+                write_block_mapping(
+                    out,
+                    map,
+                    column + item_prefix.len() - line_prefix.len(),
+                    &item_prefix,
+                    layout,
+                );
+            }
+            Json::Array(inner) if !inner.is_empty() && !is_flow(item, layout) => {
+                write_block_sequence(
+                    out,
+                    inner,
+                    column + item_prefix.len() - line_prefix.len(),
+                    &item_prefix,
+                    layout,
+                );
+            }
+            other => {
+                out.push_str(&line_prefix);
+                out.push('-');
+                write_block_value(out, other, column, layout, false);
+            }
+        }
+    }
+}
+
+/// Writes the value after `key:` or `-`, on the same line when it is a scalar or a flow
+/// collection, else on the following lines.
+fn write_block_value(
+    out: &mut String,
+    value: &Json,
+    column: usize,
+    layout: &YamlLayout,
+    after_key: bool,
+) {
+    match value {
+        Json::Object(map) if !map.is_empty() && !is_flow(value, layout) => {
+            out.push('\n');
+            let child = column + layout.indent;
+            write_block_mapping(out, map, child, &" ".repeat(child), layout);
+        }
+        Json::Array(items) if !items.is_empty() && !is_flow(value, layout) => {
+            out.push('\n');
+            // PyYAML writes a list under a key at the key's own indentation.
+            let child = if after_key {
+                column
+            } else {
+                column + layout.indent
+            };
+            write_block_sequence(out, items, child, &" ".repeat(child), layout);
+        }
+        Json::Array(_) | Json::Object(_) => {
+            out.push(' ');
+            out.push_str(&flow_text(value, layout));
+            out.push('\n');
+        }
+        scalar => {
+            out.push(' ');
+            out.push_str(&scalar_text(scalar, false));
+            out.push('\n');
+        }
+    }
+}
+
+fn flow_text(value: &Json, layout: &YamlLayout) -> String {
+    match value {
+        Json::Array(items) => {
+            let parts: Vec<String> = items.iter().map(|item| flow_text(item, layout)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        Json::Object(map) => {
+            let parts: Vec<String> = sorted_entries(map, layout)
+                .into_iter()
+                .map(|(key, item)| {
+                    format!(
+                        "{}: {}",
+                        scalar_text(&Json::String(key.clone()), true),
+                        flow_text(item, layout)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        scalar => scalar_text(scalar, true),
+    }
+}
+
+/// Writes a scalar: plain when PyYAML would read it back as the same string, else single-quoted,
+/// else double-quoted with escapes (for line breaks and control characters).
+fn scalar_text(value: &Json, in_flow: bool) -> String {
+    let text = match value {
+        Json::Null => return "null".to_string(),
+        Json::Bool(b) => return b.to_string(),
+        Json::Number(n) => return n.to_string(),
+        Json::String(text) => text,
+        Json::Array(_) | Json::Object(_) => {
+            unreachable!("collections are written by the block or flow writers")
+        }
+    };
+    if text.chars().any(needs_double_quotes) {
+        return double_quoted(text);
+    }
+    if can_be_plain(text, in_flow) {
+        return text.clone();
+    }
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn needs_double_quotes(c: char) -> bool {
+    (c.is_control() && c != ' ') || matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}')
+}
+
+fn can_be_plain(text: &str, in_flow: bool) -> bool {
+    let resolvers = resolvers();
+    if resolvers.null.is_match(text)
+        || resolvers.boolean.is_match(text)
+        || resolvers.int.is_match(text)
+        || resolvers.float.is_match(text)
+        || resolvers.other.is_match(text)
+    {
+        return false;
+    }
+    if text.starts_with(' ')
+        || text.ends_with(' ')
+        || text.starts_with("---")
+        || text.starts_with("...")
+    {
+        return false;
+    }
+
+    let mut chars = text.chars();
+    let first = chars.next().unwrap_or(' ');
+    let second = chars.next();
+    let first_is_indicator = match first {
+        '-' | '?' | ':' => second.is_none_or(|c| c == ' ') || (in_flow && first != '-'),
+        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
+        | '@' | '`' => true,
+        _ => false,
+    };
+    if first_is_indicator || text.contains(": ") || text.contains(" #") || text.ends_with(':') {
+        return false;
+    }
+    !(in_flow && text.contains([',', '[', ']', '{', '}', ':']))
+}
+
+fn double_quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            c if needs_double_quotes(c) => {
+                let code = c as u32;
+                if code <= 0xff {
+                    out.push_str(&format!("\\x{code:02X}"));
+                } else {
+                    out.push_str(&format!("\\u{code:04X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nice(indent: usize) -> YamlLayout {
+        YamlLayout {
+            indent,
+            sort_keys: true,
+            flow_leaves: false,
+        }
+    }
+
+    #[test]
+    fn load_uses_yaml_1_1_scalars() {
+        let value = load_yaml("a: yes\nb: off\nc: '010'\nd: 010\ne: 0x1f\nf: 1.5\ng: ~\nh: 1e3\ni: !!str true\nj: 1:30\n").unwrap();
+        assert_eq!(
+            value,
+            json!({"a": true, "b": false, "c": "010", "d": 8, "e": 31, "f": 1.5, "g": null, "h": "1e3", "i": "true", "j": 90})
+        );
+    }
+
+    #[test]
+    fn load_resolves_anchors_and_merge_keys() {
+        let value =
+            load_yaml("base: &base {x: 1, y: 2}\nderived:\n  <<: *base\n  y: 3\nlist: [*base]\n")
+                .unwrap();
+        assert_eq!(
+            value,
+            json!({"base": {"x": 1, "y": 2}, "derived": {"y": 3, "x": 1}, "list": [{"x": 1, "y": 2}]})
+        );
+    }
+
+    #[test]
+    fn load_reports_invalid_yaml() {
+        let error = load_yaml("a: [1, 2\n").unwrap_err();
+        assert!(error.starts_with("invalid YAML"), "{error}");
+    }
+
+    #[test]
+    fn load_of_comments_only_is_null() {
+        assert_eq!(load_yaml("# nothing here\n").unwrap(), Json::Null);
+    }
+
+    #[test]
+    fn nice_layout_with_indent_4() {
+        let value = json!({
+            "secrets": {"encryption": "abc", "keys": [{"kid": "rsa", "key_file": "/keys/rsa.pem"}]},
+            "http": {"trusted_proxies": ["10.0.0.0/10", "::1/128"], "empty": []},
+            "a": true,
+        });
+        let expected = "\
+a: true
+http:
+    empty: []
+    trusted_proxies:
+    - 10.0.0.0/10
+    - ::1/128
+secrets:
+    encryption: abc
+    keys:
+    -   key_file: /keys/rsa.pem
+        kid: rsa
+";
+        assert_eq!(dump_yaml(&value, &nice(4)), expected);
+    }
+
+    #[test]
+    fn nice_layout_with_indent_2() {
+        let value = json!({"list": [{"b": 1, "a": [1, 2]}, "x"]});
+        let expected = "list:\n- a:\n  - 1\n  - 2\n  b: 1\n- x\n";
+        assert_eq!(dump_yaml(&value, &nice(2)), expected);
+    }
+
+    #[test]
+    fn ambiguous_strings_are_quoted() {
+        let value = json!([
+            "yes",
+            "010",
+            "1.5",
+            "",
+            "a: b",
+            "- x",
+            "it's",
+            "line\nbreak",
+            "null",
+            "~",
+            "plain text",
+            "2024-01-02"
+        ]);
+        let expected = "- 'yes'\n- '010'\n- '1.5'\n- ''\n- 'a: b'\n- '- x'\n- it's\n- \"line\\nbreak\"\n- 'null'\n- '~'\n- plain text\n- '2024-01-02'\n";
+        assert_eq!(dump_yaml(&value, &nice(2)), expected);
+        for item in value.as_array().unwrap() {
+            let text = dump_yaml(&json!({ "k": item }), &nice(2));
+            assert_eq!(
+                load_yaml(&text).unwrap(),
+                json!({ "k": item }),
+                "round trip of {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn flow_leaves_like_default_flow_style_none() {
+        let layout = YamlLayout {
+            indent: 2,
+            sort_keys: true,
+            flow_leaves: true,
+        };
+        let value = json!({"b": [1, "a,b"], "a": {"x": {"y": 1}}});
+        assert_eq!(
+            dump_yaml(&value, &layout),
+            "a:\n  x: {y: 1}\nb: [1, 'a,b']\n"
+        );
+        assert_eq!(dump_yaml(&json!({"k": "v"}), &layout), "{k: v}\n");
+    }
+
+    #[test]
+    fn scalar_document_has_end_marker() {
+        assert_eq!(dump_yaml(&json!("text"), &nice(2)), "text\n...\n");
+        assert_eq!(dump_yaml(&json!("yes"), &nice(2)), "'yes'\n");
+    }
+}
