@@ -6,7 +6,8 @@
 //! 488 and `~` is null. A few forms deliberately differ from PyYAML 6:
 //!
 //! - Booleans match in any letter case (`yEs`), where PyYAML accepts only three casings.
-//! - `0o17` is an integer and `1e3` a float. PyYAML reads these YAML 1.2 forms as strings.
+//! - `0o17` is an integer, and `1e3`, `1.5e3` and `-.5` are floats. PyYAML 6 reads these YAML 1.2
+//!   forms as strings.
 //! - Sexagesimal numbers such as `1:30` stay strings, where PyYAML reads the integer 90.
 //! - JSON has no infinity or NaN, so `.inf`, `-.inf` and `.nan` become the strings `inf`, `-inf`
 //!   and `nan` (what Jinja prints for those Python floats). Integers outside the 64-bit range
@@ -489,6 +490,14 @@ impl<'a> Constructor<'a> {
         }
     }
 
+    /// Records a warning once, because a mapping behind an anchor is constructed again for
+    /// every alias to it.
+    fn warn(&mut self, warning: YamlWarning) {
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
+    }
+
     fn construct(&mut self, node: &Node) -> Result<Value, YamlError> {
         if self.alias_depth > 0 {
             self.expanded_nodes += 1;
@@ -639,7 +648,7 @@ impl<'a> Constructor<'a> {
         for (key, value) in own {
             let name = self.construct_key(&key)?;
             if let Some(first_line) = own_key_lines.insert(name.clone(), key.line) {
-                self.warnings.push(YamlWarning {
+                self.warn(YamlWarning {
                     file: self.file.map(Path::to_path_buf),
                     line: key.line,
                     column: key.column,
@@ -865,7 +874,7 @@ fn parse_int(text: &str) -> Option<Value> {
             .ok()
             .map(|value| Number::from(-value))
             .or_else(|| {
-                (magnitude == i64::MIN.unsigned_abs() as u128).then(|| Number::from(i64::MIN))
+                (magnitude == u128::from(i64::MIN.unsigned_abs())).then(|| Number::from(i64::MIN))
             })
     } else {
         u64::try_from(magnitude).ok().map(Number::from)
@@ -1295,6 +1304,7 @@ mod tests {
             ("1.5e+3", json!(1500.0)),
             ("-1.5E-3", json!(-0.0015)),
             ("6.02e23", json!(6.02e23)),
+            ("-.5", json!(-0.5)),
             ("1_000.5", json!(1000.5)),
             ("0.1", json!(0.1)),
         ];
@@ -1580,6 +1590,15 @@ mod tests {
             "{}",
             warnings[0]
         );
+    }
+
+    #[test]
+    fn duplicate_keys_behind_alias_warned_once() {
+        let text = "base: &base\n  a: 1\n  a: 2\ncopy: *base\nmore: [*base, *base]\n";
+        let (value, warnings) = parse_value_with_warnings(text, None).expect("valid");
+        assert_eq!(value["copy"], json!({"a": 2}));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].line, 3);
     }
 
     #[test]
