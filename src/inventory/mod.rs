@@ -7,6 +7,7 @@
 
 mod host_pattern;
 mod ini;
+mod limit;
 mod python_literal;
 mod tree;
 mod vars_files;
@@ -47,6 +48,10 @@ pub enum InventoryError {
     /// Invalid YAML or JSON in a variables file.
     #[error(transparent)]
     Yaml(#[from] YamlError),
+    /// A `--limit` pattern that is invalid or selects no hosts. The message lists the known
+    /// hosts and groups.
+    #[error("{message}")]
+    Limit { pattern: String, message: String },
 }
 
 /// A host of the inventory.

@@ -101,6 +101,27 @@ fn names(hosts: &[&Host]) -> Vec<String> {
     hosts.iter().map(|host| host.name.clone()).collect()
 }
 
+fn select(inventory: &Inventory, limit: &str) -> Vec<String> {
+    match inventory.select(Some(limit)) {
+        Ok(hosts) => names(&hosts),
+        Err(error) => panic!("limit {limit:?} failed: {error}"),
+    }
+}
+
+fn select_error(inventory: &Inventory, limit: &str) -> String {
+    match inventory.select(Some(limit)) {
+        Ok(hosts) => panic!(
+            "expected an error for {limit:?}, selected {:?}",
+            names(&hosts)
+        ),
+        Err(InventoryError::Limit { pattern, message }) => {
+            assert_eq!(pattern, limit);
+            message
+        }
+        Err(other) => panic!("expected a limit error for {limit:?}, got {other}"),
+    }
+}
+
 /// Returns each layer's `level` value and the layer kind of its origin.
 fn level_labels(layers: &[VarSource]) -> Vec<(String, Layer)> {
     layers
@@ -330,6 +351,212 @@ fn layers_for_implicit_localhost() {
 }
 
 #[test]
+fn select_without_limit_is_every_host() {
+    let (_temp, inventory) = nested_inventory();
+    let all = inventory.select(None).expect("hosts");
+    assert_eq!(names(&all), names(&inventory.hosts()));
+}
+
+#[test]
+fn select_names_groups_and_all() {
+    let (_temp, inventory) = nested_inventory();
+    assert_eq!(select(&inventory, "hs2.example.com"), ["hs2.example.com"]);
+    assert_eq!(
+        select(&inventory, "matrix_servers"),
+        ["hs1.example.com", "hs2.example.com", "mas1.example.com"]
+    );
+    assert_eq!(select(&inventory, "all").len(), 4);
+    assert_eq!(select(&inventory, "*").len(), 4);
+    assert_eq!(select(&inventory, "monitoring"), ["mon.example.com"]);
+}
+
+#[test]
+fn select_unions_in_file_order() {
+    let (_temp, inventory) = nested_inventory();
+    assert_eq!(
+        select(&inventory, "mon.example.com,hs1.example.com"),
+        ["hs1.example.com", "mon.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "monitoring:auth_servers"),
+        ["hs1.example.com", "mas1.example.com", "mon.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "empty,hs2.example.com"),
+        ["hs2.example.com"]
+    );
+}
+
+#[test]
+fn select_intersection_and_exclusion() {
+    let (_temp, inventory) = nested_inventory();
+    assert_eq!(
+        select(&inventory, "homeservers:&auth_servers"),
+        ["hs1.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "matrix_servers:!auth_servers"),
+        ["hs2.example.com"]
+    );
+    assert_eq!(select(&inventory, "!monitoring").len(), 3);
+    assert_eq!(
+        select(&inventory, "&homeservers"),
+        ["hs1.example.com", "hs2.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "!auth_servers,&matrix_servers"),
+        ["hs2.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "all,!hs1.example.com,!mon*"),
+        ["hs2.example.com", "mas1.example.com"]
+    );
+}
+
+#[test]
+fn select_globs_and_regexes() {
+    let (_temp, inventory) = nested_inventory();
+    assert_eq!(select(&inventory, "*.example.com").len(), 4);
+    assert_eq!(
+        select(&inventory, "hs?.example.com"),
+        ["hs1.example.com", "hs2.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "hs*"),
+        ["hs1.example.com", "hs2.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "*servers"),
+        ["hs1.example.com", "hs2.example.com", "mas1.example.com"]
+    );
+    assert_eq!(select(&inventory, "~^mas"), ["mas1.example.com"]);
+    assert_eq!(
+        select(&inventory, "~(hs2|mon)"),
+        ["hs2.example.com", "mon.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "~auth"),
+        ["hs1.example.com", "mas1.example.com"]
+    );
+}
+
+#[test]
+fn select_subscripts() {
+    let (_temp, inventory) = nested_inventory();
+    assert_eq!(select(&inventory, "homeservers[0]"), ["hs1.example.com"]);
+    assert_eq!(select(&inventory, "homeservers[-1]"), ["hs2.example.com"]);
+    assert_eq!(
+        select(&inventory, "matrix_servers[1:2]"),
+        ["hs2.example.com", "mas1.example.com"]
+    );
+    assert_eq!(
+        select(&inventory, "matrix_servers[1:]"),
+        ["hs2.example.com", "mas1.example.com"]
+    );
+    let message = select_error(&inventory, "homeservers[5]");
+    assert!(message.contains("has no host at index 5"), "{message}");
+    let message = select_error(&inventory, "homeservers[3:4]");
+    assert!(message.contains("selects no host"), "{message}");
+}
+
+#[test]
+fn select_implicit_localhost() {
+    let (_temp, inventory) = nested_inventory();
+    let selected = inventory
+        .select(Some("localhost"))
+        .expect("implicit localhost");
+    assert_eq!(names(&selected), ["localhost"]);
+    assert!(selected[0].implicit);
+    assert_eq!(selected[0].vars["ansible_connection"].value, json!("local"));
+    assert_eq!(selected[0].line, None);
+
+    assert_eq!(
+        select(&inventory, "localhost,hs1.example.com"),
+        ["hs1.example.com", "localhost"]
+    );
+    assert!(!select(&inventory, "all").contains(&"localhost".to_string()));
+    assert!(!select(&inventory, "*").contains(&"localhost".to_string()));
+    assert!(
+        inventory
+            .hosts()
+            .iter()
+            .all(|host| host.name != "localhost")
+    );
+    let message = select_error(&inventory, "local*");
+    assert!(message.contains("matches no host or group"), "{message}");
+}
+
+#[test]
+fn select_listed_localhost() {
+    let (_temp, hosts_file) = inventory_dir(
+        "[local]\nlocalhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n",
+        &[],
+    );
+    let inventory = load(&hosts_file);
+    let selected = inventory
+        .select(Some("localhost"))
+        .expect("listed localhost");
+    assert!(!selected[0].implicit);
+    assert_eq!(selected[0].line, Some(2));
+    assert_eq!(inventory.groups_of("localhost"), ["all", "local"]);
+}
+
+#[test]
+fn select_unknown_pattern_lists_names() {
+    let (_temp, inventory) = nested_inventory();
+    let message = select_error(&inventory, "homeservrs");
+    assert!(message.contains("\"homeservrs\""), "{message}");
+    assert!(message.contains("matches no host or group"), "{message}");
+    assert!(
+        message.contains("Did you mean \"homeservers\"?"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "Known hosts: hs1.example.com, hs2.example.com, mas1.example.com, mon.example.com."
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("Known groups: all, auth_servers, empty, homeservers"),
+        "{message}"
+    );
+
+    let message = select_error(&inventory, "matrix_servers:!nothing");
+    assert!(message.contains("\"nothing\""), "{message}");
+    assert!(!message.contains("Did you mean"), "{message}");
+}
+
+#[test]
+fn select_empty_results_rejected() {
+    let (_temp, inventory) = nested_inventory();
+    let message = select_error(&inventory, "homeservers:!homeservers");
+    assert!(message.contains("selects no hosts"), "{message}");
+    let message = select_error(&inventory, "empty");
+    assert!(message.contains("selects no hosts"), "{message}");
+    let message = select_error(&inventory, " , ");
+    assert!(message.contains("contains no pattern"), "{message}");
+    let message = select_error(&inventory, "all:!");
+    assert!(message.contains("empty '&' or '!' term"), "{message}");
+}
+
+#[test]
+fn select_invalid_regex_rejected() {
+    let (_temp, inventory) = nested_inventory();
+    let message = select_error(&inventory, "~web(");
+    assert!(message.contains("invalid regular expression"), "{message}");
+}
+
+#[test]
+fn select_empty_inventory_rejected() {
+    let (_temp, hosts_file) = inventory_dir("# no hosts yet\n[matrix_servers]\n", &[]);
+    let inventory = load(&hosts_file);
+    let error = inventory.select(None).expect_err("no hosts");
+    assert!(error.to_string().contains("lists no hosts"), "{error}");
+    assert_eq!(select(&inventory, "localhost"), ["localhost"]);
+}
+
+#[test]
 fn ungrouped_hosts_and_group_vars() {
     let hosts = "loose.example.com\n[web]\nweb.example.com\n";
     let files = [("group_vars/ungrouped.yml", "only_ungrouped: 1\n")];
@@ -339,6 +566,7 @@ fn ungrouped_hosts_and_group_vars() {
         inventory.groups_of("loose.example.com"),
         ["all", "ungrouped"]
     );
+    assert_eq!(select(&inventory, "ungrouped"), ["loose.example.com"]);
     let layers = inventory.layers_for("loose.example.com");
     assert_eq!(layers.len(), 1);
     assert_eq!(layers[0]["only_ungrouped"].value, json!(1));
