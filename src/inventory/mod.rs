@@ -5,6 +5,7 @@
 // NOTE: the CLI does not call this module yet, so the non-test build reports it as dead code.
 #![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
+mod extra_vars;
 mod host_pattern;
 mod ini;
 mod limit;
@@ -21,6 +22,7 @@ use serde_json::Value;
 use crate::vars::source::{Layer, Origin, RawVar, VarSource};
 use crate::yaml::YamlError;
 
+pub use extra_vars::parse_extra_vars;
 use ini::ALL;
 
 /// An error while loading the inventory, selecting hosts or reading `-e` arguments.
@@ -52,6 +54,9 @@ pub enum InventoryError {
     /// hosts and groups.
     #[error("{message}")]
     Limit { pattern: String, message: String },
+    /// An invalid `-e` argument.
+    #[error("invalid extra variables {argument:?}: {message}")]
+    ExtraVars { argument: String, message: String },
 }
 
 /// A host of the inventory.

@@ -670,6 +670,13 @@ fn load_rejects_vault_values() {
 }
 
 #[test]
+fn extra_vars_reexported() {
+    let values = vec!["matrix_domain=example.org".to_string()];
+    let vars = parse_extra_vars(&values, Path::new("/")).expect("valid");
+    assert_eq!(vars["matrix_domain"].value, json!("example.org"));
+}
+
+#[test]
 fn inventory_dir_of_paths() {
     assert_eq!(inventory_dir_of(Path::new("hosts")), Path::new("."));
     assert_eq!(
