@@ -82,6 +82,9 @@ pub(super) fn parse_hosts_file(text: &str, file: &Path) -> Result<HostsFile, Inv
         );
     }
 
+    // Editors on Windows may start the file with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+
     // Lines before the first section header are ungrouped hosts.
     let mut group = UNGROUPED.to_string();
     let mut kind = SectionKind::Hosts;
@@ -532,6 +535,20 @@ web3 note='a # in quotes' other=\"x ; y\" ; # semicolon token is a comment marke
         assert_eq!(host_var(&parsed, "web2", "ansible_port"), json!(22));
         assert_eq!(host_var(&parsed, "web3", "note"), json!("a # in quotes"));
         assert_eq!(host_var(&parsed, "web3", "other"), json!("x ; y"));
+    }
+
+    #[test]
+    fn windows_line_endings_and_bom() {
+        let parsed =
+            parse("\u{feff}[matrix_servers]\r\nmatrix.example.com ansible_host=192.0.2.10\r\n");
+        assert_eq!(
+            parsed.groups["matrix_servers"].hosts,
+            ["matrix.example.com"]
+        );
+        assert_eq!(
+            host_var(&parsed, "matrix.example.com", "ansible_host"),
+            json!("192.0.2.10")
+        );
     }
 
     #[test]
