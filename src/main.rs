@@ -1,10 +1,36 @@
 //! masrun: deploys and operates Matrix Authentication Service beside Synapse by running Rhai
-//! task files against inventory hosts.
+//! task files against inventory hosts. This file only parses arguments, sets up logging, and
+//! maps the run's result to an exit status.
 
+mod cli;
+mod engine;
 mod inventory;
+mod primitives;
+mod report;
+mod run;
+mod transport;
 mod vars;
 mod yaml;
 
-fn main() {
-    println!("masrun");
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse_from(cli::hoist_options(std::env::args().collect()));
+    init_logging(cli.verbose);
+    let status = run::run(cli);
+    ExitCode::from(status as u8)
+}
+
+/// Diagnostics go to stderr through `tracing`; `-vvv` turns on debug, `RUST_LOG` overrides.
+fn init_logging(verbosity: u8) {
+    let default = if verbosity >= 3 { "masrun=debug" } else { "masrun=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }

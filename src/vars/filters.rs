@@ -387,7 +387,7 @@ fn combine(
     Ok(json_to_value(&Json::Object(merged)))
 }
 
-fn merge_maps(
+pub(crate) fn merge_maps(
     into: &mut Map<String, Json>,
     from: Map<String, Json>,
     recursive: bool,

@@ -65,6 +65,20 @@ use self::error::{Referrer, is_identifier};
 pub use self::filters::environment;
 use self::resolve::{Entry, Resolution, Resolver};
 pub use self::secrets::is_secret_name;
+pub use self::text::shell_quote;
+
+/// Deep-merges `overlay` into `base` the way `combine(recursive=True)` does: maps merge key by
+/// key, anything else (lists included) is replaced. A non-map `overlay` replaces `base`.
+pub fn combine_values(base: &Value, overlay: &Value) -> Value {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            let mut merged = base.clone();
+            filters::merge_maps(&mut merged, overlay.clone(), true, "replace");
+            Value::Object(merged)
+        }
+        _ => overlay.clone(),
+    }
+}
 use self::source::{Origin, RawVar, VarSource};
 
 /// Minimum similarity (normalised Damerau-Levenshtein, 0 to 1) for a known variable to be

@@ -63,7 +63,7 @@ pub fn quote(value: &Value) -> String {
     shell_quote(&python_text(value))
 }
 
-pub(crate) fn shell_quote(text: &str) -> String {
+pub fn shell_quote(text: &str) -> String {
     if text.is_empty() {
         return "''".to_string();
     }

@@ -1,0 +1,233 @@
+//! Host primitives: one file per family. Each primitive queries the host's current state,
+//! computes the difference, and only then acts, or in check mode only reports what it would
+//! change. Each call is one step in the report and returns an [`Outcome`].
+
+pub mod command;
+pub mod file;
+pub mod template;
+pub mod user;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::report::{Status, Step};
+use crate::run::host::HostContext;
+use crate::transport::{ExecRequest, TransportError};
+
+/// What one primitive call did.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub changed: bool,
+    pub skipped: bool,
+    /// A unified diff of the change, when the change has a textual form.
+    pub diff: Option<String>,
+    pub message: Option<String>,
+    /// Primitive-specific results (a command's output, a file's stat).
+    pub data: Map<String, Value>,
+}
+
+impl Outcome {
+    pub fn unchanged() -> Outcome {
+        Outcome::default()
+    }
+
+    pub fn changed() -> Outcome {
+        Outcome {
+            changed: true,
+            ..Outcome::default()
+        }
+    }
+
+    pub fn with_message(mut self, message: impl Into<String>) -> Outcome {
+        self.message = Some(message.into());
+        self
+    }
+
+    pub fn with_data(mut self, key: &str, value: impl Into<Value>) -> Outcome {
+        self.data.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn status(&self) -> Status {
+        if self.skipped {
+            Status::Skipped
+        } else if self.changed {
+            Status::Changed
+        } else {
+            Status::Ok
+        }
+    }
+
+    /// The map a task file receives: `changed`, `skipped`, `diff`, `msg` and the data fields.
+    pub fn into_value(self) -> Value {
+        let mut map = Map::new();
+        map.insert("changed".into(), Value::Bool(self.changed));
+        map.insert("skipped".into(), Value::Bool(self.skipped));
+        map.insert("failed".into(), Value::Bool(false));
+        if let Some(diff) = self.diff {
+            map.insert("diff".into(), Value::String(diff));
+        }
+        if let Some(message) = self.message {
+            map.insert("msg".into(), Value::String(message));
+        }
+        map.extend(self.data);
+        Value::Object(map)
+    }
+}
+
+/// A primitive that could not do its work. The step is reported as failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrimitiveError {
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl PrimitiveError {
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, PrimitiveError::Transport(error) if error.is_unreachable())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, PrimitiveError>;
+
+/// Runs one primitive as a step: shows it as the host's current activity, reports its outcome
+/// (or failure), and counts changes.
+pub fn run_step(
+    ctx: &HostContext,
+    name: &str,
+    action: impl FnOnce() -> Result<Outcome>,
+) -> Result<Outcome> {
+    ctx.reporter.host_activity(&ctx.name, name);
+    match action() {
+        Ok(outcome) => {
+            if outcome.changed {
+                ctx.record_change();
+            }
+            ctx.reporter.step(&Step {
+                host: &ctx.name,
+                name,
+                status: outcome.status(),
+                diff: outcome.diff.as_deref(),
+                message: outcome.message.as_deref(),
+            });
+            Ok(outcome)
+        }
+        Err(error) => {
+            if !error.is_unreachable() {
+                let message = error.to_string();
+                ctx.reporter.step(&Step {
+                    host: &ctx.name,
+                    name,
+                    status: Status::Failed,
+                    diff: None,
+                    message: Some(&message),
+                });
+            }
+            Err(error)
+        }
+    }
+}
+
+/// A file mode as task files write it: `"0750"`, `"750"` (octal strings) or an integer
+/// (`0o750` in Rhai, or a YAML 1.1 octal such as `0750`, which reads as 488).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ModeSpec {
+    Int(i64),
+    Text(String),
+}
+
+impl ModeSpec {
+    pub fn to_bits(&self) -> Result<u32> {
+        let bits = match self {
+            ModeSpec::Int(value) => u32::try_from(*value).ok(),
+            ModeSpec::Text(text) => {
+                let digits = text.trim().trim_start_matches("0o");
+                u32::from_str_radix(digits, 8).ok()
+            }
+        };
+        match bits {
+            Some(bits) if bits <= 0o7777 => Ok(bits),
+            _ => Err(PrimitiveError::InvalidOption(format!(
+                "mode {self:?} is not an octal file mode such as \"0750\""
+            ))),
+        }
+    }
+}
+
+/// A user or group as task files write it: a name or a numeric id.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum IdSpec {
+    Id(i64),
+    Name(String),
+}
+
+/// Resolves a user (`database` = "passwd") or group ("group") to its numeric id on the host,
+/// with `getent`. Returns `None` when the name does not exist there yet, which is fine in
+/// check mode when an earlier step would have created it.
+pub fn resolve_id(ctx: &HostContext, database: &'static str, spec: &IdSpec) -> Result<Option<u32>> {
+    let name = match spec {
+        IdSpec::Id(id) => {
+            return u32::try_from(*id)
+                .map(Some)
+                .map_err(|_| PrimitiveError::InvalidOption(format!("invalid id {id}")));
+        }
+        IdSpec::Name(name) => name,
+    };
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(Some(id));
+    }
+    if let Some(id) = ctx.cached_id(database, name) {
+        return Ok(Some(id));
+    }
+    let output = ctx.block_on(ctx.transport.exec(&ExecRequest {
+        argv: vec!["getent".into(), database.into(), name.clone()],
+        ..ExecRequest::default()
+    }))?;
+    match output.status {
+        Some(0) => {
+            let line = output.stdout_text();
+            let id = line
+                .split(':')
+                .nth(2)
+                .and_then(|field| field.trim().parse::<u32>().ok())
+                .ok_or_else(|| {
+                    PrimitiveError::Failed(format!("getent {database} {name}: unexpected output"))
+                })?;
+            ctx.cache_id(database, name, id);
+            Ok(Some(id))
+        }
+        // getent exits 2 when the key is not found.
+        Some(2) => Ok(None),
+        _ => Err(PrimitiveError::Failed(format!(
+            "getent {database} {name} failed: {}",
+            output.stderr_text().trim()
+        ))),
+    }
+}
+
+/// Formats permission bits the way operators write them.
+pub fn format_mode(bits: u32) -> String {
+    format!("{bits:04o}")
+}
+
+/// A unified diff between two texts, labelled with the path. Binary content is summarised.
+pub fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
+    let old_text = old.map(String::from_utf8_lossy).unwrap_or_default();
+    let new_text = String::from_utf8_lossy(new);
+    let is_binary = old.is_some_and(|o| std::str::from_utf8(o).is_err()) || std::str::from_utf8(new).is_err();
+    if is_binary {
+        return format!("binary file {path} changed");
+    }
+    let old_label = if old.is_some() { format!("a{path}") } else { "/dev/null".to_string() };
+    similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&old_label, &format!("b{path}"))
+        .to_string()
+}

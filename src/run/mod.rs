@@ -1,0 +1,372 @@
+//! One run of a task file: load the inventory and variables, compile the task file, validate
+//! every selected host, then run the file on the hosts in parallel and print the recap.
+//!
+//! Validation happens on all hosts before any host runs the body, so bad input stops the run
+//! with exit status 2 and no host changed.
+
+pub mod host;
+mod paths;
+
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::cli::{Cli, OutputArg};
+use crate::engine::{self, ScriptError, error::FailureKind};
+use crate::inventory::{self, Inventory};
+use crate::report::{OutputFormat, Redactor, Reporter};
+use crate::transport::Transport;
+use crate::transport::local::LocalTransport;
+use crate::vars::HostVars;
+use crate::vars::source::{Layer, Origin, RawVar, VarSource};
+use host::{HostContext, SearchPaths, ValidationIssue};
+
+/// The exit statuses scripts and CI rely on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExitStatus {
+    Ok = 0,
+    Failed = 1,
+    BadInput = 2,
+    Unreachable = 3,
+}
+
+/// Everything prepared before the first host starts.
+struct Plan {
+    task: std::path::PathBuf,
+    ast: rhai::AST,
+    hosts: Vec<(String, Arc<HostVars>)>,
+    paths: SearchPaths,
+    default_names: Arc<BTreeSet<String>>,
+}
+
+pub fn run(cli: Cli) -> ExitStatus {
+    let redactor = Arc::new(Redactor::new());
+    let format = match cli.output {
+        OutputArg::Human => OutputFormat::Human,
+        OutputArg::Json => OutputFormat::Json,
+    };
+    let reporter = Reporter::new(format, cli.diff, cli.verbose, redactor.clone());
+
+    let plan = match prepare(&cli) {
+        Ok(Prepared::Plan(plan)) => plan,
+        Ok(Prepared::Help(text)) => {
+            println!("{text}");
+            return ExitStatus::Ok;
+        }
+        Err(message) => {
+            reporter.fatal(&message);
+            return ExitStatus::BadInput;
+        }
+    };
+
+    for (_, vars) in &plan.hosts {
+        for secret in vars.secrets() {
+            redactor.add(&secret);
+        }
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            reporter.fatal(&format!("cannot start the async runtime: {error}"));
+            return ExitStatus::Failed;
+        }
+    };
+    runtime.block_on(run_plan(plan, cli, reporter))
+}
+
+enum Prepared {
+    Plan(Plan),
+    Help(String),
+}
+
+fn prepare(cli: &Cli) -> Result<Prepared, String> {
+    if !cli.inventory.is_file() {
+        return Err(format!(
+            "inventory {} not found; pass the hosts file with -i",
+            cli.inventory.display()
+        ));
+    }
+    let project_dir = paths::project_dir(&cli.inventory);
+    let search = paths::search_paths(&project_dir);
+
+    let task = paths::find_task(&cli.task, &project_dir).map_err(|searched| {
+        let searched: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
+        let available = paths::available_tasks(&project_dir);
+        format!(
+            "task '{}' not found (searched {}); available tasks: {}",
+            cli.task,
+            searched.join(", "),
+            if available.is_empty() { "none".to_string() } else { available.join(", ") }
+        )
+    })?;
+    if cli.args.iter().any(|a| a == "--help" || a == "-h") {
+        let help = engine::doc_comment(&task)
+            .unwrap_or_else(|| format!("{} has no leading //! comment", task.display()));
+        return Ok(Prepared::Help(help));
+    }
+
+    let inventory = Inventory::load(&cli.inventory).map_err(|e| e.to_string())?;
+    let selected = inventory.select(cli.limit.as_deref()).map_err(|e| e.to_string())?;
+    if selected.is_empty() {
+        return Err("no hosts selected".into());
+    }
+
+    let defaults = load_defaults(&search)?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let extra = inventory::parse_extra_vars(&cli.extra_vars, &cwd).map_err(|e| e.to_string())?;
+
+    let mut hosts = Vec::new();
+    for host in selected {
+        let mut layers = vec![defaults.clone()];
+        layers.extend(inventory.layers_for(&host.name));
+        layers.push(extra.clone());
+        layers.push(builtins(&inventory, &host.name, cli.check));
+        let vars = HostVars::new(&host.name, layers, search.template_dirs());
+        hosts.push((host.name.clone(), Arc::new(vars)));
+    }
+
+    let compiler = rhai::Engine::new();
+    let ast = engine::compile(&compiler, &task).map_err(|e| e.to_string())?;
+    Ok(Prepared::Plan(Plan {
+        task,
+        ast,
+        hosts,
+        paths: search,
+        default_names: Arc::new(defaults.keys().cloned().collect()),
+    }))
+}
+
+fn load_defaults(search: &SearchPaths) -> Result<VarSource, String> {
+    let mut defaults = VarSource::new();
+    for file in paths::default_files(search) {
+        let layer = crate::yaml::load_vars_file(&file, Layer::Defaults).map_err(|e| e.to_string())?;
+        defaults.extend(layer);
+    }
+    Ok(defaults)
+}
+
+/// Variables masrun sets for each host, as Ansible's magic variables.
+fn builtins(inventory: &Inventory, host: &str, check: bool) -> VarSource {
+    let origin = Origin {
+        layer: Layer::Builtin,
+        file: None,
+        line: None,
+    };
+    let short = host.split('.').next().unwrap_or(host);
+    let values = [
+        ("inventory_hostname", json!(host)),
+        ("inventory_hostname_short", json!(short)),
+        ("group_names", json!(inventory.groups_of(host))),
+        ("groups", json!(inventory.group_hosts())),
+        ("ansible_check_mode", json!(check)),
+    ];
+    values
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                RawVar {
+                    value,
+                    origin: origin.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Opens the connection the host's `ansible_connection` names.
+fn connect(vars: &HostVars) -> Result<Arc<dyn Transport>, String> {
+    let connection = match vars.try_get("ansible_connection") {
+        Ok(Some(Value::String(connection))) => connection,
+        Ok(Some(other)) => other.to_string(),
+        Ok(None) => "ssh".to_string(),
+        Err(error) => return Err(error.to_string()),
+    };
+    match connection.as_str() {
+        "local" => Ok(Arc::new(LocalTransport::new())),
+        // NOTE: the SSH transport is not built yet; such hosts are reported unreachable.
+        other => Err(format!(
+            "ansible_connection={other} is not supported yet; use ansible_connection=local"
+        )),
+    }
+}
+
+async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
+    let plan = Arc::new(plan);
+    let args = Arc::new(cli.args.clone());
+    let forks = Arc::new(Semaphore::new(usize::from(cli.forks)));
+
+    let mut transports = Vec::new();
+    let mut status = ExitStatus::Ok;
+    for (name, vars) in &plan.hosts {
+        reporter.host_started(name);
+        match connect(vars) {
+            Ok(transport) => transports.push((name.clone(), vars.clone(), transport)),
+            Err(error) => {
+                reporter.host_unreachable(name, &error);
+                reporter.host_finished(name);
+                status = ExitStatus::Unreachable;
+            }
+        }
+    }
+
+    // Phase 1: validate every host in check mode; any error stops the run before a change.
+    if engine::has_validate(&plan.ast) {
+        let mut tasks = Vec::new();
+        for (name, vars, transport) in &transports {
+            let ctx = host_context(name, vars, transport, &reporter, &plan, true, cli.diff);
+            let plan = plan.clone();
+            let args = args.clone();
+            let forks = forks.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = forks.acquire_owned().await;
+                tokio::task::spawn_blocking(move || validate_host(&plan, &ctx, &args))
+                    .await
+                    .unwrap_or_else(|error| vec![internal_issue(&error.to_string())])
+            }));
+        }
+        let mut errors = 0;
+        for task in tasks {
+            let issues = task.await.unwrap_or_default();
+            for issue in issues {
+                report_issue(&reporter, &issue);
+                errors += usize::from(issue.is_error);
+            }
+        }
+        if errors > 0 {
+            reporter.fatal(&format!(
+                "validation failed with {errors} error(s); nothing was changed"
+            ));
+            return ExitStatus::BadInput;
+        }
+    }
+
+    // Phase 2: run the task file on every host.
+    let mut tasks = Vec::new();
+    for (name, vars, transport) in &transports {
+        let ctx = host_context(name, vars, transport, &reporter, &plan, cli.check, cli.diff);
+        let plan = plan.clone();
+        let args = args.clone();
+        let forks = forks.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = forks.acquire_owned().await;
+            tokio::task::spawn_blocking(move || run_host(&plan, &ctx, &args))
+                .await
+                .unwrap_or(ExitStatus::Failed)
+        }));
+    }
+    for task in tasks {
+        status = status.max(task.await.unwrap_or(ExitStatus::Failed));
+    }
+
+    for (name, _, transport) in &transports {
+        reporter.set_round_trips(name, transport.round_trips());
+    }
+    reporter.recap();
+    // Unreachable wins over failed, as its fix (the connection) comes first.
+    status
+}
+
+fn host_context(
+    name: &str,
+    vars: &Arc<HostVars>,
+    transport: &Arc<dyn Transport>,
+    reporter: &Reporter,
+    plan: &Plan,
+    check: bool,
+    show_diff: bool,
+) -> Arc<HostContext> {
+    Arc::new(HostContext::new(
+        name.to_string(),
+        transport.clone(),
+        vars.clone(),
+        reporter.clone(),
+        tokio::runtime::Handle::current(),
+        plan.paths.clone(),
+        check,
+        show_diff,
+        plan.default_names.clone(),
+    ))
+}
+
+fn validate_host(plan: &Plan, ctx: &Arc<HostContext>, args: &[String]) -> Vec<ValidationIssue> {
+    let engine = engine::build(ctx.clone());
+    let mut scope = engine::scope(ctx, args);
+    let options = rhai::CallFnOptions::new().eval_ast(false);
+    let result = engine.call_fn_with_options::<rhai::Dynamic>(options, &mut scope, &plan.ast, "validate", ());
+    let mut issues = ctx.take_issues();
+    if let Err(error) = result {
+        let error = ScriptError::runtime(&error, &plan.task.display().to_string(), &plan.paths.stdlib_dirs);
+        issues.push(ValidationIssue {
+            host: ctx.name.clone(),
+            variable: None,
+            origin: None,
+            message: error.to_string(),
+            is_error: true,
+        });
+    }
+    issues
+}
+
+fn run_host(plan: &Plan, ctx: &Arc<HostContext>, args: &[String]) -> ExitStatus {
+    let engine = engine::build(ctx.clone());
+    let mut scope = engine::scope(ctx, args);
+    let result = engine.run_ast_with_scope(&mut scope, &plan.ast);
+    ctx.reporter.host_finished(&ctx.name);
+    match result {
+        Ok(()) => ExitStatus::Ok,
+        Err(error) => {
+            let error = ScriptError::runtime(&error, &plan.task.display().to_string(), &plan.paths.stdlib_dirs);
+            match error.kind() {
+                FailureKind::Unreachable => {
+                    ctx.reporter.host_unreachable(&ctx.name, &error.to_string());
+                    ExitStatus::Unreachable
+                }
+                // Bad input found mid-run means "nothing changed" only if nothing had.
+                FailureKind::BadInput if ctx.changes() == 0 => {
+                    ctx.reporter.host_failed(&ctx.name, &error.to_string());
+                    ExitStatus::BadInput
+                }
+                _ => {
+                    ctx.reporter.host_failed(&ctx.name, &error.to_string());
+                    ExitStatus::Failed
+                }
+            }
+        }
+    }
+}
+
+fn internal_issue(message: &str) -> ValidationIssue {
+    ValidationIssue {
+        host: String::new(),
+        variable: None,
+        origin: None,
+        message: format!("internal error: {message}"),
+        is_error: true,
+    }
+}
+
+fn report_issue(reporter: &Reporter, issue: &ValidationIssue) {
+    let mut text = String::new();
+    if let Some(origin) = &issue.origin {
+        text.push_str(&format!("{origin}: "));
+    }
+    if let Some(variable) = &issue.variable {
+        text.push_str(&format!("{variable}: "));
+    }
+    text.push_str(&issue.message);
+    if issue.is_error {
+        reporter.validation_error(&issue.host, &text);
+    } else {
+        reporter.warning(Some(&issue.host), &text);
+    }
+}
+

@@ -1,0 +1,396 @@
+//! `masrun setup` with the local connection against the example inventory, relocated into a
+//! temporary root: files, modes, idempotence, check mode, diffs, and the rendering and
+//! validation regressions operators have hit with MAS deployments.
+
+mod support;
+
+use std::path::Path;
+
+use support::{HOST, TEST_UID, TestRoot, masrun, mas_schema_path};
+
+fn config(root: &TestRoot) -> serde_json::Value {
+    serde_yaml_ng::from_str(&root.read("config/config.yaml")).expect("config.yaml parses")
+}
+
+#[test]
+fn setup_writes_playbook_layout() {
+    let root = TestRoot::new();
+    root.setup(&[]).assert_status(0);
+
+    let mas = root.mas();
+    for dir in ["", "bin", "config", "data", "data/keys"] {
+        let path = mas.join(dir);
+        assert!(path.is_dir(), "{} is a directory", path.display());
+        assert_eq!(root.mode(&path), 0o750, "mode of {}", path.display());
+        assert_eq!(root.owner(&path), (TEST_UID, TEST_UID), "owner of {}", path.display());
+    }
+    for key in ["rsa-2048", "ecdsa-p256", "ecdsa-p384", "ecdsa-k256"] {
+        let path = mas.join(format!("data/keys/{key}.priv.pem"));
+        let pem = std::fs::read_to_string(&path).expect("key exists");
+        assert!(pem.contains("PRIVATE KEY"), "{key} is a PEM private key");
+        assert_eq!(root.mode(&path), 0o600, "mode of {key}");
+        assert_eq!(root.owner(&path), (TEST_UID, TEST_UID), "owner of {key}");
+    }
+    let files = [
+        ("config/config.yaml", 0o640),
+        ("config/env", 0o640),
+        ("config/labels", 0o644),
+        ("bin/mas-cli", 0o755),
+        ("bin/register-user", 0o755),
+    ];
+    for (file, mode) in files {
+        let path = mas.join(file);
+        assert_eq!(root.mode(&path), mode, "mode of {file}");
+        assert_eq!(root.owner(&path), (TEST_UID, TEST_UID), "owner of {file}");
+    }
+    let unit = root.unit_dir().join("matrix-authentication-service.service");
+    assert_eq!(root.mode(&unit), 0o644);
+    assert_eq!(root.owner(&unit), (0, 0));
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    assert!(unit_text.contains("ExecStart="), "unit has ExecStart:\n{unit_text}");
+    assert!(
+        unit_text.contains(&format!("{}/config/config.yaml", mas.display())),
+        "unit mounts the relocated config:\n{unit_text}"
+    );
+}
+
+#[test]
+fn config_validates_against_mas_schema() {
+    let root = TestRoot::new();
+    root.setup(&[]).assert_status(0);
+
+    let schema_path = mas_schema_path();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&schema_path)
+            .unwrap_or_else(|e| panic!("MAS schema {}: {e}", schema_path.display())),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let instance = config(&root);
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "config.yaml violates the MAS schema:\n{}", errors.join("\n"));
+}
+
+#[test]
+fn config_has_public_urls_and_derived_secrets() {
+    let root = TestRoot::new();
+    root.setup(&["-e", "matrix_homeserver_generic_secret_key=abc"]).assert_status(0);
+
+    let config = config(&root);
+    assert_eq!(config["http"]["public_base"], "https://matrix.example.com/auth/");
+    assert_eq!(config["http"]["issuer"], "https://matrix.example.com/auth/");
+    assert_eq!(config["database"]["password"], "c38e18e7-ebaa-5887-9c64-1d0a673d88c7");
+    assert_eq!(config["matrix"]["secret"], "00cff613-35e2-5a46-8257-c6342fc4b7fb");
+    assert_eq!(config["matrix"]["homeserver"], "example.com");
+    assert_eq!(config["database"]["host"], "/run-postgres");
+}
+
+#[test]
+fn second_run_changes_nothing() {
+    let root = TestRoot::new();
+    let first = root.setup(&[]);
+    first.assert_status(0);
+    assert!(first.recap(HOST)["changed"].as_u64().unwrap() > 0);
+
+    let second = root.setup(&[]);
+    second.assert_status(0);
+    assert_eq!(
+        second.recap(HOST)["changed"], 0,
+        "second run changed: {:?}",
+        second.changed_steps()
+    );
+}
+
+#[test]
+fn check_mode_changes_nothing() {
+    let root = TestRoot::new();
+    let run = root.setup(&["--check"]);
+    run.assert_status(0);
+    assert!(run.recap(HOST)["changed"].as_u64().unwrap() > 0, "check mode reports changes");
+    assert!(!root.base().exists(), "check mode created {}", root.base().display());
+    assert!(!root.unit_dir().exists(), "check mode created the unit directory");
+}
+
+#[test]
+fn one_variable_changes_only_dependent_files() {
+    let root = TestRoot::new();
+    root.setup(&[]).assert_status(0);
+
+    let run = root.setup(&["-e", "matrix_authentication_service_config_account_password_change_allowed=false"]);
+    run.assert_status(0);
+    let changed = run.changed_steps();
+    assert_eq!(changed.len(), 1, "changed steps: {changed:?}");
+    assert!(changed[0].ends_with("config/config.yaml"), "changed steps: {changed:?}");
+
+    let run = root.setup(&["-e", "matrix_authentication_service_container_network=other-net"]);
+    run.assert_status(0);
+    let changed = run.changed_steps();
+    assert!(
+        changed.iter().any(|s| s.ends_with("matrix-authentication-service.service")),
+        "the unit changes with the network: {changed:?}"
+    );
+    assert!(
+        !changed.iter().any(|s| s.ends_with("config.yaml")),
+        "config.yaml does not depend on the container network: {changed:?}"
+    );
+}
+
+#[test]
+fn diff_masks_secrets() {
+    let root = TestRoot::new();
+    let run = root.setup(&["--diff", "--check", "-e", "matrix_homeserver_generic_secret_key=abc"]);
+    run.assert_status(0);
+    let output = run.all_output();
+    assert!(output.contains("+++ b"), "diff shown:\n{output}");
+    assert!(output.contains("********"), "secrets masked:\n{output}");
+    for secret in [
+        "c38e18e7-ebaa-5887-9c64-1d0a673d88c7",
+        "00cff613-35e2-5a46-8257-c6342fc4b7fb",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ] {
+        assert!(!output.contains(secret), "secret {secret} leaked:\n{output}");
+    }
+}
+
+#[test]
+fn task_help_prints_doc_comment() {
+    let run = masrun(&["setup", "--help"]);
+    run.assert_status(0);
+    assert!(run.stdout().contains("Install or update Matrix Authentication Service"));
+}
+
+#[test]
+fn unknown_task_is_bad_input() {
+    let run = masrun(&["no-such-task"]);
+    run.assert_status(2);
+    assert!(run.stderr().contains("task 'no-such-task' not found"), "{}", run.stderr());
+    assert!(run.stderr().contains("setup"), "lists available tasks: {}", run.stderr());
+}
+
+/// Asserts that a run stopped at validation: exit 2, nothing written.
+#[track_caller]
+fn assert_rejected(root: &TestRoot, run: &support::Run, needles: &[&str]) {
+    run.assert_status(2);
+    let output = run.all_output();
+    for needle in needles {
+        assert!(output.contains(needle), "output lacks {needle:?}:\n{output}");
+    }
+    assert!(!root.base().exists(), "nothing may be written: {} exists", root.base().display());
+    assert!(!Path::new(&root.unit_dir()).exists(), "nothing may be written: unit dir exists");
+}
+
+// Field regressions. Each test is named for the behaviour it pins; the comment cites the
+// public report it comes from.
+
+/// element-hq/matrix-authentication-service#2126: a readable provider id made MAS refuse its config.
+#[test]
+fn provider_id_must_be_ulid() {
+    let root = TestRoot::new();
+    let run = root.setup(&[
+        "-e",
+        r#"{"matrix_authentication_service_config_upstream_oauth2_providers": [{"id": "keycloak", "issuer": "https://sso.example.com/realms/example", "client_id": "matrix", "client_secret": "example-secret", "token_endpoint_auth_method": "client_secret_post"}]}"#,
+    ]);
+    assert_rejected(
+        &root,
+        &run,
+        &["matrix_authentication_service_config_upstream_oauth2_providers", "[0].id", "\"keycloak\"", "ULID"],
+    );
+}
+
+/// spantaleev/matrix-docker-ansible-deploy PR#48: a quote or backtick in a secret broke the YAML.
+#[test]
+fn secrets_with_quotes_round_trip() {
+    let root = TestRoot::new();
+    let password = "p\"ss`w#rd: x";
+    let email_password = "!example{secret}";
+    let matrix_secret = "line1\\nline2";
+    let extra = serde_json::json!({
+        "matrix_authentication_service_config_database_password": password,
+        "matrix_authentication_service_config_email_password": email_password,
+        "matrix_authentication_service_config_email_username": "mailer",
+        "matrix_authentication_service_config_matrix_secret": matrix_secret,
+    });
+    root.setup(&["-e", &extra.to_string()]).assert_status(0);
+
+    let config = config(&root);
+    assert_eq!(config["database"]["password"], password);
+    assert_eq!(config["email"]["password"], email_password);
+    assert_eq!(config["matrix"]["secret"], matrix_secret);
+}
+
+/// MDAD validate_config.yml checks only the length; MAS needs 64 hex characters (32 bytes).
+#[test]
+fn encryption_secret_must_be_64_hex() {
+    for value in ["changeme", &format!("zz{}", "0".repeat(62))] {
+        let root = TestRoot::new();
+        let run = root.setup(&["-e", &format!("matrix_authentication_service_config_secrets_encryption={value}")]);
+        assert_rejected(
+            &root,
+            &run,
+            &["matrix_authentication_service_config_secrets_encryption", "64 hexadecimal", "openssl rand -hex 32"],
+        );
+    }
+}
+
+/// element-hq/matrix-authentication-service#4977: a changed encryption secret makes stored
+/// data unreadable, so setup refuses to change it on a deployed host.
+#[test]
+fn encryption_secret_change_is_refused() {
+    let root = TestRoot::new();
+    root.setup(&[]).assert_status(0);
+    let before = root.read("config/config.yaml");
+
+    let other = "f".repeat(64);
+    let run = root.setup(&["-e", &format!("matrix_authentication_service_config_secrets_encryption={other}")]);
+    run.assert_status(2);
+    assert!(run.all_output().contains("matrix_authentication_service_config_secrets_encryption"));
+    assert_eq!(root.read("config/config.yaml"), before, "config.yaml unchanged");
+}
+
+/// element-hq/matrix-authentication-service#2256: a prefix with a trailing slash broke MAS URLs.
+#[test]
+fn path_prefix_trailing_slash_is_rejected() {
+    let root = TestRoot::new();
+    let run = root.setup(&["-e", "matrix_authentication_service_path_prefix=/auth/"]);
+    assert_rejected(&root, &run, &["matrix_authentication_service_path_prefix", "\"/auth/\""]);
+}
+
+/// element-hq/matrix-authentication-service#2800: issuer without the trailing slash broke clients.
+#[test]
+fn issuer_has_one_trailing_slash_and_override_warns() {
+    let root = TestRoot::new();
+    let run = root.setup(&[
+        "-e",
+        "matrix_authentication_service_hostname=auth.example.com matrix_authentication_service_path_prefix=/",
+        "-e",
+        r#"{"matrix_authentication_service_configuration_extension_yaml": "http:\n  issuer: https://auth.example.com\n"}"#,
+    ]);
+    run.assert_status(0);
+    assert!(
+        run.all_output().contains("overrides http.issuer"),
+        "warning about the issuer override:\n{}",
+        run.all_output()
+    );
+    let config = config(&root);
+    assert_eq!(config["http"]["public_base"], "https://auth.example.com/");
+}
+
+/// spantaleev/matrix-docker-ansible-deploy#4536: migrated non-ASCII passwords need normalisation.
+#[test]
+fn bcrypt_scheme_keeps_unicode_normalization() {
+    let root = TestRoot::new();
+    root.setup(&["-e", "matrix_authentication_service_migration_in_progress=true"]).assert_status(0);
+    let schemes = config(&root)["passwords"]["schemes"].clone();
+    assert_eq!(schemes[0]["version"], 1);
+    assert_eq!(schemes[0]["algorithm"], "bcrypt");
+    assert_eq!(schemes[0]["unicode_normalization"], true);
+    assert_eq!(schemes[1]["version"], 2);
+    assert_eq!(schemes[1]["algorithm"], "argon2id");
+
+    let root = TestRoot::new();
+    let run = root.setup(&[
+        "-e",
+        r#"{"matrix_authentication_service_config_passwords_schemes": [{"version": 1, "algorithm": "bcrypt"}, {"version": 2, "algorithm": "argon2id"}]}"#,
+    ]);
+    run.assert_status(0);
+    assert!(
+        run.all_output().contains("unicode_normalization"),
+        "warning names the missing option:\n{}",
+        run.all_output()
+    );
+}
+
+/// element-hq/matrix-authentication-service PR#4353: the Synapse pepper must be scheme 1's secret.
+#[test]
+fn synapse_pepper_becomes_bcrypt_secret() {
+    let root = TestRoot::new();
+    root.setup(&["-e", "matrix_synapse_password_config_pepper=example-pepper"]).assert_status(0);
+    assert_eq!(config(&root)["passwords"]["schemes"][0]["secret"], "example-pepper");
+
+    let root = TestRoot::new();
+    let run = root.setup(&[
+        "-e",
+        "matrix_synapse_password_config_pepper=example-pepper",
+        "-e",
+        r#"{"matrix_authentication_service_config_passwords_schemes": [{"version": 1, "algorithm": "bcrypt", "unicode_normalization": true}, {"version": 2, "algorithm": "argon2id"}]}"#,
+    ]);
+    run.assert_status(0);
+    let output = run.all_output();
+    assert!(output.contains("matrix_synapse_password_config_pepper"), "{output}");
+    assert!(output.contains("matrix_authentication_service_config_passwords_schemes"), "{output}");
+}
+
+/// spantaleev/matrix-docker-ansible-deploy#4349: Synapse refuses registration with delegated auth.
+#[test]
+fn synapse_registration_with_mas_is_rejected() {
+    let root = TestRoot::new();
+    let run = root.setup(&["-e", "matrix_synapse_enable_registration=true"]);
+    assert_rejected(
+        &root,
+        &run,
+        &["matrix_synapse_enable_registration", "matrix_authentication_service_config_account_password_registration_enabled"],
+    );
+}
+
+/// element-hq/matrix-authentication-service#1505: blackhole email leaves users stuck at verification.
+#[test]
+fn blackhole_email_with_required_email_warns() {
+    let root = TestRoot::new();
+    let run = root.setup(&[
+        "-e",
+        "exim_relay_enabled=false matrix_authentication_service_config_email_transport=blackhole",
+        "-e",
+        r#"{"matrix_authentication_service_config_account_password_registration_enabled": true, "matrix_authentication_service_config_account_password_registration_email_required": true, "matrix_authentication_service_config_account_password_recovery_enabled": true}"#,
+    ]);
+    run.assert_status(0);
+    let output = run.all_output();
+    assert!(output.contains("matrix_authentication_service_config_account_password_registration_email_required"), "{output}");
+    assert!(output.contains("matrix_authentication_service_config_account_password_recovery_enabled"), "{output}");
+    assert!(output.contains("mas-cli manage verify-email"), "{output}");
+}
+
+/// element-hq/matrix-authentication-service#2780: an unknown top-level key is a typo MAS rejects.
+#[test]
+fn unknown_extension_key_suggests_known_key() {
+    let root = TestRoot::new();
+    let run = root.setup(&[
+        "-e",
+        r#"{"matrix_authentication_service_configuration_extension_yaml": "client:\n  - client_id: 0000000000000000000SYNAPSE\n"}"#,
+    ]);
+    let output = run.all_output();
+    assert!(output.contains("unknown top-level key client"), "{output}");
+    assert!(output.contains("did you mean clients?"), "{output}");
+}
+
+#[test]
+fn validation_error_names_file_and_line() {
+    let root = TestRoot::new();
+    let vars = root.path().join("bad.yml");
+    std::fs::write(&vars, "# bad values\nmatrix_authentication_service_config_email_transport: sendmail\n").unwrap();
+    let run = root.setup(&["-e", &format!("@{}", vars.display())]);
+    assert_rejected(
+        &root,
+        &run,
+        &[&format!("{}:2", vars.display()), "matrix_authentication_service_config_email_transport", "blackhole, smtp, aws_ses"],
+    );
+}
+
+#[test]
+fn misspelt_variable_gets_suggestion() {
+    let root = TestRoot::new();
+    let run = root.setup(&["--check", "-e", "matrix_authentication_service_config_email_tranport=smtp"]);
+    run.assert_status(0);
+    let output = run.all_output();
+    assert!(output.contains("matrix_authentication_service_config_email_tranport"), "{output}");
+    assert!(output.contains("did you mean matrix_authentication_service_config_email_transport?"), "{output}");
+}
+
+#[test]
+fn undefined_variable_names_chain() {
+    let root = TestRoot::new();
+    let run = root.setup(&["-e", "matrix_server_fqn_matrix={{ matrix_nonexistent_domain }}"]);
+    assert_rejected(&root, &run, &["matrix_nonexistent_domain", "matrix_server_fqn_matrix"]);
+}
