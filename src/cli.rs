@@ -72,7 +72,8 @@ const FLAGS: &[&str] = &["-C", "--check", "-D", "--diff"];
 
 /// Moves masrun's own options that follow the task name in front of it, so that
 /// `masrun setup --check -l host` means what it says, while every other word after the task
-/// (`register-user alice --admin`) goes to the task file. After `--` nothing is moved.
+/// (`register-user alice --admin`, `setup --help`) goes to the task file. After `--` nothing
+/// is moved.
 pub fn hoist_options(args: Vec<String>) -> Vec<String> {
     let mut before = Vec::new();
     let mut iter = args.into_iter();
@@ -102,7 +103,6 @@ pub fn hoist_options(args: Vec<String>) -> Vec<String> {
     let mut after = Vec::new();
     while let Some(arg) = iter.next() {
         if arg == "--" {
-            after.push(arg);
             after.extend(iter.by_ref());
             break;
         }
@@ -120,7 +120,9 @@ pub fn hoist_options(args: Vec<String>) -> Vec<String> {
             after.push(arg);
         }
     }
+    // Everything after `--` is positional for clap, so `--help` reaches the task file.
     before.push(task);
+    before.push("--".to_string());
     before.extend(after);
     before
 }
@@ -135,30 +137,32 @@ mod tests {
 
     #[test]
     fn hoists_flags_after_task() {
-        assert_eq!(hoist("masrun setup --check --diff"), "masrun --check --diff setup");
-        assert_eq!(hoist("masrun setup -l host -vv"), "masrun -l host -vv setup");
-        assert_eq!(hoist("masrun setup --limit=host"), "masrun --limit=host setup");
+        assert_eq!(hoist("masrun setup --check --diff"), "masrun --check --diff setup --");
+        assert_eq!(hoist("masrun setup -l host -vv"), "masrun -l host -vv setup --");
+        assert_eq!(hoist("masrun setup --limit=host"), "masrun --limit=host setup --");
     }
 
     #[test]
     fn keeps_task_arguments() {
         assert_eq!(
             hoist("masrun register-user alice --admin --check"),
-            "masrun --check register-user alice --admin"
+            "masrun --check register-user -- alice --admin"
         );
-        assert_eq!(hoist("masrun syn2mas --dry-run"), "masrun syn2mas --dry-run");
+        assert_eq!(hoist("masrun syn2mas --dry-run"), "masrun syn2mas -- --dry-run");
+        assert_eq!(hoist("masrun setup --help"), "masrun setup -- --help");
     }
 
     #[test]
     fn stops_at_double_dash() {
         assert_eq!(hoist("masrun x.rhai -- --check"), "masrun x.rhai -- --check");
+        assert_eq!(hoist("masrun x.rhai -v -- -v"), "masrun -v x.rhai -- -v");
     }
 
     #[test]
     fn options_before_task_keep_values() {
         assert_eq!(
             hoist("masrun -i inv/hosts -e a=b setup --diff"),
-            "masrun -i inv/hosts -e a=b --diff setup"
+            "masrun -i inv/hosts -e a=b --diff setup --"
         );
     }
 }

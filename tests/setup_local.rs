@@ -65,7 +65,12 @@ fn config_validates_against_mas_schema() {
             .unwrap_or_else(|e| panic!("MAS schema {}: {e}", schema_path.display())),
     )
     .unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    // Formats stay unchecked, as MAS's own deserializer does: `database.host` holds the
+    // socket directory `/run-postgres`, which the schema's `hostname` format would reject.
+    let validator = jsonschema::options()
+        .should_validate_formats(false)
+        .build(&schema)
+        .expect("schema compiles");
     let instance = config(&root);
     let errors: Vec<String> = validator
         .iter_errors(&instance)
@@ -125,7 +130,12 @@ fn one_variable_changes_only_dependent_files() {
     assert_eq!(changed.len(), 1, "changed steps: {changed:?}");
     assert!(changed[0].ends_with("config/config.yaml"), "changed steps: {changed:?}");
 
-    let run = root.setup(&["-e", "matrix_authentication_service_container_network=other-net"]);
+    let run = root.setup(&[
+        "-e",
+        "matrix_authentication_service_config_account_password_change_allowed=false",
+        "-e",
+        "matrix_authentication_service_container_network=other-net",
+    ]);
     run.assert_status(0);
     let changed = run.changed_steps();
     assert!(
@@ -196,7 +206,7 @@ fn provider_id_must_be_ulid() {
     assert_rejected(
         &root,
         &run,
-        &["matrix_authentication_service_config_upstream_oauth2_providers", "[0].id", "\"keycloak\"", "ULID"],
+        &["matrix_authentication_service_config_upstream_oauth2_providers", "[0].id", "keycloak", "ULID"],
     );
 }
 
@@ -255,7 +265,7 @@ fn encryption_secret_change_is_refused() {
 fn path_prefix_trailing_slash_is_rejected() {
     let root = TestRoot::new();
     let run = root.setup(&["-e", "matrix_authentication_service_path_prefix=/auth/"]);
-    assert_rejected(&root, &run, &["matrix_authentication_service_path_prefix", "\"/auth/\""]);
+    assert_rejected(&root, &run, &["matrix_authentication_service_path_prefix", "got", "/auth/"]);
 }
 
 /// element-hq/matrix-authentication-service#2800: issuer without the trailing slash broke clients.

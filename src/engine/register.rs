@@ -326,6 +326,9 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<HostContext>) {
             Ok(regex.is_match(&text))
         },
     );
+    engine.register_fn("as_bool", |value: Dynamic| -> RhaiResult<bool> {
+        Ok(crate::vars::ansible_bool(&to_value(&value)?))
+    });
     engine.register_fn("shell_quote", |text: ImmutableString| {
         crate::vars::shell_quote(&text)
     });

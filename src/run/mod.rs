@@ -9,6 +9,7 @@ mod paths;
 
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -53,7 +54,8 @@ pub fn run(cli: Cli) -> ExitStatus {
     let plan = match prepare(&cli) {
         Ok(Prepared::Plan(plan)) => plan,
         Ok(Prepared::Help(text)) => {
-            println!("{text}");
+            // A closed pipe (`masrun setup --help | head`) is not an error worth reporting.
+            let _ = writeln!(std::io::stdout(), "{text}");
             return ExitStatus::Ok;
         }
         Err(message) => {

@@ -144,6 +144,16 @@ fn to_bool(state: &State, value: &Value) -> Result<Value, Error> {
     Ok(Value::from(result))
 }
 
+/// Ansible's `bool` on plain data, for task files: the same rules as the filter, with none false.
+pub fn ansible_bool(value: &Json) -> bool {
+    match value {
+        Json::Bool(flag) => *flag,
+        Json::String(text) => matches!(text.to_lowercase().as_str(), "yes" | "on" | "1" | "true"),
+        Json::Number(number) => number.as_f64() == Some(1.0),
+        _ => false,
+    }
+}
+
 /// `default(default_value='', boolean=False)`: the default when the value is undefined, or
 /// also when it is falsy (empty, zero, false, none) if `boolean` is true.
 fn default(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<Value, Error> {

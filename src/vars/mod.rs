@@ -62,7 +62,7 @@ use serde_json::Value;
 use self::convert::json_to_value;
 pub use self::error::VarError;
 use self::error::{Referrer, is_identifier};
-pub use self::filters::environment;
+pub use self::filters::{ansible_bool, environment};
 use self::resolve::{Entry, Resolution, Resolver};
 pub use self::secrets::is_secret_name;
 pub use self::text::shell_quote;

@@ -93,7 +93,8 @@ impl TestRoot {
             "-e".into(),
             format!(
                 "matrix_base_data_path={} devture_systemd_docker_base_systemd_path={} \
-                 matrix_user_name={TEST_USER} matrix_group_name={TEST_USER}",
+                 matrix_user_name={TEST_USER} matrix_group_name={TEST_USER} \
+                 matrix_user_home=/nonexistent",
                 self.base().display(),
                 self.unit_dir().display()
             ),
