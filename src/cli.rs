@@ -53,7 +53,11 @@ pub struct Cli {
     pub task: String,
 
     /// Arguments passed to the task file as `args`.
-    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     pub args: Vec<String>,
 }
 
@@ -65,7 +69,15 @@ pub enum OutputArg {
 
 /// masrun's own options that take a value, in every spelling.
 const OPTIONS_WITH_VALUE: &[&str] = &[
-    "-i", "--inventory", "-l", "--limit", "-e", "--extra-vars", "--output", "-f", "--forks",
+    "-i",
+    "--inventory",
+    "-l",
+    "--limit",
+    "-e",
+    "--extra-vars",
+    "--output",
+    "-f",
+    "--forks",
 ];
 /// masrun's own flags without a value.
 const FLAGS: &[&str] = &["-C", "--check", "-D", "--diff"];
@@ -107,7 +119,8 @@ pub fn hoist_options(args: Vec<String>) -> Vec<String> {
             break;
         }
         let name = arg.split('=').next().unwrap_or(&arg);
-        let is_verbose = arg.len() > 1 && arg.starts_with('-') && arg[1..].chars().all(|c| c == 'v');
+        let is_verbose =
+            arg.len() > 1 && arg.starts_with('-') && arg[1..].chars().all(|c| c == 'v');
         if FLAGS.contains(&arg.as_str()) || is_verbose {
             before.push(arg);
         } else if OPTIONS_WITH_VALUE.contains(&name) {
@@ -137,9 +150,18 @@ mod tests {
 
     #[test]
     fn hoists_flags_after_task() {
-        assert_eq!(hoist("masrun setup --check --diff"), "masrun --check --diff setup --");
-        assert_eq!(hoist("masrun setup -l host -vv"), "masrun -l host -vv setup --");
-        assert_eq!(hoist("masrun setup --limit=host"), "masrun --limit=host setup --");
+        assert_eq!(
+            hoist("masrun setup --check --diff"),
+            "masrun --check --diff setup --"
+        );
+        assert_eq!(
+            hoist("masrun setup -l host -vv"),
+            "masrun -l host -vv setup --"
+        );
+        assert_eq!(
+            hoist("masrun setup --limit=host"),
+            "masrun --limit=host setup --"
+        );
     }
 
     #[test]
@@ -148,13 +170,19 @@ mod tests {
             hoist("masrun register-user alice --admin --check"),
             "masrun --check register-user -- alice --admin"
         );
-        assert_eq!(hoist("masrun syn2mas --dry-run"), "masrun syn2mas -- --dry-run");
+        assert_eq!(
+            hoist("masrun syn2mas --dry-run"),
+            "masrun syn2mas -- --dry-run"
+        );
         assert_eq!(hoist("masrun setup --help"), "masrun setup -- --help");
     }
 
     #[test]
     fn stops_at_double_dash() {
-        assert_eq!(hoist("masrun x.rhai -- --check"), "masrun x.rhai -- --check");
+        assert_eq!(
+            hoist("masrun x.rhai -- --check"),
+            "masrun x.rhai -- --check"
+        );
         assert_eq!(hoist("masrun x.rhai -v -- -v"), "masrun -v x.rhai -- -v");
     }
 

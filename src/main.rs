@@ -25,7 +25,11 @@ fn main() -> ExitCode {
 
 /// Diagnostics go to stderr through `tracing`; `-vvv` turns on debug, `RUST_LOG` overrides.
 fn init_logging(verbosity: u8) {
-    let default = if verbosity >= 3 { "masrun=debug" } else { "masrun=warn" };
+    let default = if verbosity >= 3 {
+        "masrun=debug"
+    } else {
+        "masrun=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()

@@ -17,9 +17,6 @@
 //! it as the string wrapped in a Jinja raw block (see [`mark_unsafe`]), so the Jinja resolver
 //! renders it back to the literal text.
 
-// NOTE: the CLI does not call this module yet, so the non-test build reports it as dead code.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{HOST, TEST_UID, TestRoot, masrun, mas_schema_path};
+use support::{HOST, TEST_UID, TestRoot, mas_schema_path, masrun};
 
 fn config(root: &TestRoot) -> serde_json::Value {
     serde_yaml_ng::from_str(&root.read("config/config.yaml")).expect("config.yaml parses")
@@ -22,7 +22,12 @@ fn setup_writes_playbook_layout() {
         let path = mas.join(dir);
         assert!(path.is_dir(), "{} is a directory", path.display());
         assert_eq!(root.mode(&path), 0o750, "mode of {}", path.display());
-        assert_eq!(root.owner(&path), (TEST_UID, TEST_UID), "owner of {}", path.display());
+        assert_eq!(
+            root.owner(&path),
+            (TEST_UID, TEST_UID),
+            "owner of {}",
+            path.display()
+        );
     }
     for key in ["rsa-2048", "ecdsa-p256", "ecdsa-p384", "ecdsa-k256"] {
         let path = mas.join(format!("data/keys/{key}.priv.pem"));
@@ -43,11 +48,16 @@ fn setup_writes_playbook_layout() {
         assert_eq!(root.mode(&path), mode, "mode of {file}");
         assert_eq!(root.owner(&path), (TEST_UID, TEST_UID), "owner of {file}");
     }
-    let unit = root.unit_dir().join("matrix-authentication-service.service");
+    let unit = root
+        .unit_dir()
+        .join("matrix-authentication-service.service");
     assert_eq!(root.mode(&unit), 0o644);
     assert_eq!(root.owner(&unit), (0, 0));
     let unit_text = std::fs::read_to_string(&unit).unwrap();
-    assert!(unit_text.contains("ExecStart="), "unit has ExecStart:\n{unit_text}");
+    assert!(
+        unit_text.contains("ExecStart="),
+        "unit has ExecStart:\n{unit_text}"
+    );
     assert!(
         unit_text.contains(&format!("{}/config/config.yaml", mas.display())),
         "unit mounts the relocated config:\n{unit_text}"
@@ -76,19 +86,33 @@ fn config_validates_against_mas_schema() {
         .iter_errors(&instance)
         .map(|e| format!("{} at {}", e, e.instance_path))
         .collect();
-    assert!(errors.is_empty(), "config.yaml violates the MAS schema:\n{}", errors.join("\n"));
+    assert!(
+        errors.is_empty(),
+        "config.yaml violates the MAS schema:\n{}",
+        errors.join("\n")
+    );
 }
 
 #[test]
 fn config_has_public_urls_and_derived_secrets() {
     let root = TestRoot::new();
-    root.setup(&["-e", "matrix_homeserver_generic_secret_key=abc"]).assert_status(0);
+    root.setup(&["-e", "matrix_homeserver_generic_secret_key=abc"])
+        .assert_status(0);
 
     let config = config(&root);
-    assert_eq!(config["http"]["public_base"], "https://matrix.example.com/auth/");
+    assert_eq!(
+        config["http"]["public_base"],
+        "https://matrix.example.com/auth/"
+    );
     assert_eq!(config["http"]["issuer"], "https://matrix.example.com/auth/");
-    assert_eq!(config["database"]["password"], "c38e18e7-ebaa-5887-9c64-1d0a673d88c7");
-    assert_eq!(config["matrix"]["secret"], "00cff613-35e2-5a46-8257-c6342fc4b7fb");
+    assert_eq!(
+        config["database"]["password"],
+        "c38e18e7-ebaa-5887-9c64-1d0a673d88c7"
+    );
+    assert_eq!(
+        config["matrix"]["secret"],
+        "00cff613-35e2-5a46-8257-c6342fc4b7fb"
+    );
     assert_eq!(config["matrix"]["homeserver"], "example.com");
     assert_eq!(config["database"]["host"], "/run-postgres");
 }
@@ -103,7 +127,8 @@ fn second_run_changes_nothing() {
     let second = root.setup(&[]);
     second.assert_status(0);
     assert_eq!(
-        second.recap(HOST)["changed"], 0,
+        second.recap(HOST)["changed"],
+        0,
         "second run changed: {:?}",
         second.changed_steps()
     );
@@ -114,9 +139,19 @@ fn check_mode_changes_nothing() {
     let root = TestRoot::new();
     let run = root.setup(&["--check"]);
     run.assert_status(0);
-    assert!(run.recap(HOST)["changed"].as_u64().unwrap() > 0, "check mode reports changes");
-    assert!(!root.base().exists(), "check mode created {}", root.base().display());
-    assert!(!root.unit_dir().exists(), "check mode created the unit directory");
+    assert!(
+        run.recap(HOST)["changed"].as_u64().unwrap() > 0,
+        "check mode reports changes"
+    );
+    assert!(
+        !root.base().exists(),
+        "check mode created {}",
+        root.base().display()
+    );
+    assert!(
+        !root.unit_dir().exists(),
+        "check mode created the unit directory"
+    );
 }
 
 #[test]
@@ -124,11 +159,17 @@ fn one_variable_changes_only_dependent_files() {
     let root = TestRoot::new();
     root.setup(&[]).assert_status(0);
 
-    let run = root.setup(&["-e", "matrix_authentication_service_config_account_password_change_allowed=false"]);
+    let run = root.setup(&[
+        "-e",
+        "matrix_authentication_service_config_account_password_change_allowed=false",
+    ]);
     run.assert_status(0);
     let changed = run.changed_steps();
     assert_eq!(changed.len(), 1, "changed steps: {changed:?}");
-    assert!(changed[0].ends_with("config/config.yaml"), "changed steps: {changed:?}");
+    assert!(
+        changed[0].ends_with("config/config.yaml"),
+        "changed steps: {changed:?}"
+    );
 
     let run = root.setup(&[
         "-e",
@@ -139,7 +180,9 @@ fn one_variable_changes_only_dependent_files() {
     run.assert_status(0);
     let changed = run.changed_steps();
     assert!(
-        changed.iter().any(|s| s.ends_with("matrix-authentication-service.service")),
+        changed
+            .iter()
+            .any(|s| s.ends_with("matrix-authentication-service.service")),
         "the unit changes with the network: {changed:?}"
     );
     assert!(
@@ -151,7 +194,12 @@ fn one_variable_changes_only_dependent_files() {
 #[test]
 fn diff_masks_secrets() {
     let root = TestRoot::new();
-    let run = root.setup(&["--diff", "--check", "-e", "matrix_homeserver_generic_secret_key=abc"]);
+    let run = root.setup(&[
+        "--diff",
+        "--check",
+        "-e",
+        "matrix_homeserver_generic_secret_key=abc",
+    ]);
     run.assert_status(0);
     let output = run.all_output();
     assert!(output.contains("+++ b"), "diff shown:\n{output}");
@@ -161,7 +209,10 @@ fn diff_masks_secrets() {
         "00cff613-35e2-5a46-8257-c6342fc4b7fb",
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     ] {
-        assert!(!output.contains(secret), "secret {secret} leaked:\n{output}");
+        assert!(
+            !output.contains(secret),
+            "secret {secret} leaked:\n{output}"
+        );
     }
 }
 
@@ -169,15 +220,26 @@ fn diff_masks_secrets() {
 fn task_help_prints_doc_comment() {
     let run = masrun(&["setup", "--help"]);
     run.assert_status(0);
-    assert!(run.stdout().contains("Install or update Matrix Authentication Service"));
+    assert!(
+        run.stdout()
+            .contains("Install or update Matrix Authentication Service")
+    );
 }
 
 #[test]
 fn unknown_task_is_bad_input() {
     let run = masrun(&["no-such-task"]);
     run.assert_status(2);
-    assert!(run.stderr().contains("task 'no-such-task' not found"), "{}", run.stderr());
-    assert!(run.stderr().contains("setup"), "lists available tasks: {}", run.stderr());
+    assert!(
+        run.stderr().contains("task 'no-such-task' not found"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("setup"),
+        "lists available tasks: {}",
+        run.stderr()
+    );
 }
 
 /// Asserts that a run stopped at validation: exit 2, nothing written.
@@ -186,10 +248,20 @@ fn assert_rejected(root: &TestRoot, run: &support::Run, needles: &[&str]) {
     run.assert_status(2);
     let output = run.all_output();
     for needle in needles {
-        assert!(output.contains(needle), "output lacks {needle:?}:\n{output}");
+        assert!(
+            output.contains(needle),
+            "output lacks {needle:?}:\n{output}"
+        );
     }
-    assert!(!root.base().exists(), "nothing may be written: {} exists", root.base().display());
-    assert!(!Path::new(&root.unit_dir()).exists(), "nothing may be written: unit dir exists");
+    assert!(
+        !root.base().exists(),
+        "nothing may be written: {} exists",
+        root.base().display()
+    );
+    assert!(
+        !Path::new(&root.unit_dir()).exists(),
+        "nothing may be written: unit dir exists"
+    );
 }
 
 // Field regressions. Each test is named for the behaviour it pins; the comment cites the
@@ -206,7 +278,12 @@ fn provider_id_must_be_ulid() {
     assert_rejected(
         &root,
         &run,
-        &["matrix_authentication_service_config_upstream_oauth2_providers", "[0].id", "keycloak", "ULID"],
+        &[
+            "matrix_authentication_service_config_upstream_oauth2_providers",
+            "[0].id",
+            "keycloak",
+            "ULID",
+        ],
     );
 }
 
@@ -236,11 +313,18 @@ fn secrets_with_quotes_round_trip() {
 fn encryption_secret_must_be_64_hex() {
     for value in ["changeme", &format!("zz{}", "0".repeat(62))] {
         let root = TestRoot::new();
-        let run = root.setup(&["-e", &format!("matrix_authentication_service_config_secrets_encryption={value}")]);
+        let run = root.setup(&[
+            "-e",
+            &format!("matrix_authentication_service_config_secrets_encryption={value}"),
+        ]);
         assert_rejected(
             &root,
             &run,
-            &["matrix_authentication_service_config_secrets_encryption", "64 hexadecimal", "openssl rand -hex 32"],
+            &[
+                "matrix_authentication_service_config_secrets_encryption",
+                "64 hexadecimal",
+                "openssl rand -hex 32",
+            ],
         );
     }
 }
@@ -254,10 +338,20 @@ fn encryption_secret_change_is_refused() {
     let before = root.read("config/config.yaml");
 
     let other = "f".repeat(64);
-    let run = root.setup(&["-e", &format!("matrix_authentication_service_config_secrets_encryption={other}")]);
+    let run = root.setup(&[
+        "-e",
+        &format!("matrix_authentication_service_config_secrets_encryption={other}"),
+    ]);
     run.assert_status(2);
-    assert!(run.all_output().contains("matrix_authentication_service_config_secrets_encryption"));
-    assert_eq!(root.read("config/config.yaml"), before, "config.yaml unchanged");
+    assert!(
+        run.all_output()
+            .contains("matrix_authentication_service_config_secrets_encryption")
+    );
+    assert_eq!(
+        root.read("config/config.yaml"),
+        before,
+        "config.yaml unchanged"
+    );
 }
 
 /// element-hq/matrix-authentication-service#2256: a prefix with a trailing slash broke MAS URLs.
@@ -265,7 +359,11 @@ fn encryption_secret_change_is_refused() {
 fn path_prefix_trailing_slash_is_rejected() {
     let root = TestRoot::new();
     let run = root.setup(&["-e", "matrix_authentication_service_path_prefix=/auth/"]);
-    assert_rejected(&root, &run, &["matrix_authentication_service_path_prefix", "got", "/auth/"]);
+    assert_rejected(
+        &root,
+        &run,
+        &["matrix_authentication_service_path_prefix", "got", "/auth/"],
+    );
 }
 
 /// element-hq/matrix-authentication-service#2800: issuer without the trailing slash broke clients.
@@ -292,7 +390,11 @@ fn issuer_has_one_trailing_slash_and_override_warns() {
 #[test]
 fn bcrypt_scheme_keeps_unicode_normalization() {
     let root = TestRoot::new();
-    root.setup(&["-e", "matrix_authentication_service_migration_in_progress=true"]).assert_status(0);
+    root.setup(&[
+        "-e",
+        "matrix_authentication_service_migration_in_progress=true",
+    ])
+    .assert_status(0);
     let schemes = config(&root)["passwords"]["schemes"].clone();
     assert_eq!(schemes[0]["version"], 1);
     assert_eq!(schemes[0]["algorithm"], "bcrypt");
@@ -317,8 +419,12 @@ fn bcrypt_scheme_keeps_unicode_normalization() {
 #[test]
 fn synapse_pepper_becomes_bcrypt_secret() {
     let root = TestRoot::new();
-    root.setup(&["-e", "matrix_synapse_password_config_pepper=example-pepper"]).assert_status(0);
-    assert_eq!(config(&root)["passwords"]["schemes"][0]["secret"], "example-pepper");
+    root.setup(&["-e", "matrix_synapse_password_config_pepper=example-pepper"])
+        .assert_status(0);
+    assert_eq!(
+        config(&root)["passwords"]["schemes"][0]["secret"],
+        "example-pepper"
+    );
 
     let root = TestRoot::new();
     let run = root.setup(&[
@@ -329,8 +435,14 @@ fn synapse_pepper_becomes_bcrypt_secret() {
     ]);
     run.assert_status(0);
     let output = run.all_output();
-    assert!(output.contains("matrix_synapse_password_config_pepper"), "{output}");
-    assert!(output.contains("matrix_authentication_service_config_passwords_schemes"), "{output}");
+    assert!(
+        output.contains("matrix_synapse_password_config_pepper"),
+        "{output}"
+    );
+    assert!(
+        output.contains("matrix_authentication_service_config_passwords_schemes"),
+        "{output}"
+    );
 }
 
 /// spantaleev/matrix-docker-ansible-deploy#4349: Synapse refuses registration with delegated auth.
@@ -341,7 +453,10 @@ fn synapse_registration_with_mas_is_rejected() {
     assert_rejected(
         &root,
         &run,
-        &["matrix_synapse_enable_registration", "matrix_authentication_service_config_account_password_registration_enabled"],
+        &[
+            "matrix_synapse_enable_registration",
+            "matrix_authentication_service_config_account_password_registration_enabled",
+        ],
     );
 }
 
@@ -357,8 +472,16 @@ fn blackhole_email_with_required_email_warns() {
     ]);
     run.assert_status(0);
     let output = run.all_output();
-    assert!(output.contains("matrix_authentication_service_config_account_password_registration_email_required"), "{output}");
-    assert!(output.contains("matrix_authentication_service_config_account_password_recovery_enabled"), "{output}");
+    assert!(
+        output.contains(
+            "matrix_authentication_service_config_account_password_registration_email_required"
+        ),
+        "{output}"
+    );
+    assert!(
+        output.contains("matrix_authentication_service_config_account_password_recovery_enabled"),
+        "{output}"
+    );
     assert!(output.contains("mas-cli manage verify-email"), "{output}");
 }
 
@@ -379,28 +502,53 @@ fn unknown_extension_key_suggests_known_key() {
 fn validation_error_names_file_and_line() {
     let root = TestRoot::new();
     let vars = root.path().join("bad.yml");
-    std::fs::write(&vars, "# bad values\nmatrix_authentication_service_config_email_transport: sendmail\n").unwrap();
+    std::fs::write(
+        &vars,
+        "# bad values\nmatrix_authentication_service_config_email_transport: sendmail\n",
+    )
+    .unwrap();
     let run = root.setup(&["-e", &format!("@{}", vars.display())]);
     assert_rejected(
         &root,
         &run,
-        &[&format!("{}:2", vars.display()), "matrix_authentication_service_config_email_transport", "blackhole, smtp, aws_ses"],
+        &[
+            &format!("{}:2", vars.display()),
+            "matrix_authentication_service_config_email_transport",
+            "blackhole, smtp, aws_ses",
+        ],
     );
 }
 
 #[test]
 fn misspelt_variable_gets_suggestion() {
     let root = TestRoot::new();
-    let run = root.setup(&["--check", "-e", "matrix_authentication_service_config_email_tranport=smtp"]);
+    let run = root.setup(&[
+        "--check",
+        "-e",
+        "matrix_authentication_service_config_email_tranport=smtp",
+    ]);
     run.assert_status(0);
     let output = run.all_output();
-    assert!(output.contains("matrix_authentication_service_config_email_tranport"), "{output}");
-    assert!(output.contains("did you mean matrix_authentication_service_config_email_transport?"), "{output}");
+    assert!(
+        output.contains("matrix_authentication_service_config_email_tranport"),
+        "{output}"
+    );
+    assert!(
+        output.contains("did you mean matrix_authentication_service_config_email_transport?"),
+        "{output}"
+    );
 }
 
 #[test]
 fn undefined_variable_names_chain() {
     let root = TestRoot::new();
-    let run = root.setup(&["-e", "matrix_server_fqn_matrix={{ matrix_nonexistent_domain }}"]);
-    assert_rejected(&root, &run, &["matrix_nonexistent_domain", "matrix_server_fqn_matrix"]);
+    let run = root.setup(&[
+        "-e",
+        "matrix_server_fqn_matrix={{ matrix_nonexistent_domain }}",
+    ]);
+    assert_rejected(
+        &root,
+        &run,
+        &["matrix_nonexistent_domain", "matrix_server_fqn_matrix"],
+    );
 }

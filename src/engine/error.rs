@@ -65,7 +65,11 @@ impl ScriptError {
 
     /// Classifies and renders a runtime error. `main_source` is the task file's path;
     /// `module_dirs` are where `import` found modules, to show their files.
-    pub fn runtime(error: &EvalAltResult, main_source: &str, module_dirs: &[PathBuf]) -> ScriptError {
+    pub fn runtime(
+        error: &EvalAltResult,
+        main_source: &str,
+        module_dirs: &[PathBuf],
+    ) -> ScriptError {
         let mut calls = Vec::new();
         let mut source = main_source.to_string();
         let mut current = error;
@@ -73,7 +77,10 @@ impl ScriptError {
         loop {
             match current {
                 EvalAltResult::ErrorInFunctionCall(name, function_source, inner, position) => {
-                    calls.push(format!("{} (in call to {name})", location(&source, *position)));
+                    calls.push(format!(
+                        "{} (in call to {name})",
+                        location(&source, *position)
+                    ));
                     if !function_source.is_empty() {
                         source = super::module_path(module_dirs, function_source)
                             .map(|path| path.display().to_string())
@@ -82,7 +89,10 @@ impl ScriptError {
                     current = inner;
                 }
                 EvalAltResult::ErrorInModule(module, inner, position) => {
-                    calls.push(format!("{} (import \"{module}\")", location(&source, *position)));
+                    calls.push(format!(
+                        "{} (import \"{module}\")",
+                        location(&source, *position)
+                    ));
                     if let Some(path) = super::module_path(module_dirs, module) {
                         source = path.display().to_string();
                     }
@@ -93,16 +103,25 @@ impl ScriptError {
         }
 
         let (kind, message) = match current {
-            EvalAltResult::ErrorRuntime(value, _) => match value.clone().try_cast::<ScriptFailure>() {
-                Some(failure) => (failure.kind, failure.message),
-                None => (FailureKind::Failed, value.to_string()),
-            },
-            EvalAltResult::ErrorTerminated(_, _) => (FailureKind::Failed, "interrupted".to_string()),
+            EvalAltResult::ErrorRuntime(value, _) => {
+                match value.clone().try_cast::<ScriptFailure>() {
+                    Some(failure) => (failure.kind, failure.message),
+                    None => (FailureKind::Failed, value.to_string()),
+                }
+            }
+            EvalAltResult::ErrorTerminated(_, _) => {
+                (FailureKind::Failed, "interrupted".to_string())
+            }
             other => (FailureKind::BadInput, strip_position(&other.to_string())),
         };
 
         let file_source = std::fs::read_to_string(&source).ok();
-        let mut rendered = render_frame(&message, &source, file_source.as_deref(), current.position());
+        let mut rendered = render_frame(
+            &message,
+            &source,
+            file_source.as_deref(),
+            current.position(),
+        );
         // Innermost call first, like a stack trace.
         for call in calls.iter().rev() {
             rendered.push_str(&format!("\n  called from {call}"));
@@ -128,7 +147,12 @@ fn strip_position(message: &str) -> String {
 }
 
 /// Renders `message` with the source location and a caret under the offending column.
-pub fn render_frame(message: &str, source_name: &str, source: Option<&str>, position: Position) -> String {
+pub fn render_frame(
+    message: &str,
+    source_name: &str,
+    source: Option<&str>,
+    position: Position,
+) -> String {
     let mut out = message.to_string();
     let Some(line_number) = position.line() else {
         if !source_name.is_empty() {

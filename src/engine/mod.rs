@@ -14,7 +14,7 @@ use rhai::{AST, Dynamic, Engine, Scope};
 use crate::run::host::HostContext;
 use crate::vars::HostVars;
 
-pub use error::{ScriptError, ScriptFailure};
+pub use error::ScriptError;
 
 /// A handle on the host's variables as task files see them: `vars.name`, `vars["name"]`.
 #[derive(Clone)]

@@ -123,15 +123,23 @@ fn file_module(ctx: &Arc<HostContext>) -> Module {
     register_step(&mut module, ctx, "file::attributes", file::attributes);
 
     let stat_ctx = ctx.clone();
-    module.set_native_fn("stat", move |path: ImmutableString| -> RhaiResult<Dynamic> {
-        let value = file::stat(&stat_ctx, &PathBuf::from(path.as_str())).map_err(primitive_failure)?;
-        to_dynamic(&value)
-    });
+    module.set_native_fn(
+        "stat",
+        move |path: ImmutableString| -> RhaiResult<Dynamic> {
+            let value =
+                file::stat(&stat_ctx, &PathBuf::from(path.as_str())).map_err(primitive_failure)?;
+            to_dynamic(&value)
+        },
+    );
     let read_ctx = ctx.clone();
-    module.set_native_fn("read", move |path: ImmutableString| -> RhaiResult<Dynamic> {
-        let text = file::read(&read_ctx, &PathBuf::from(path.as_str())).map_err(primitive_failure)?;
-        Ok(text.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
-    });
+    module.set_native_fn(
+        "read",
+        move |path: ImmutableString| -> RhaiResult<Dynamic> {
+            let text =
+                file::read(&read_ctx, &PathBuf::from(path.as_str())).map_err(primitive_failure)?;
+            Ok(text.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
+        },
+    );
     module
 }
 
@@ -140,9 +148,12 @@ fn template_module(ctx: &Arc<HostContext>) -> Module {
     register_step(&mut module, ctx, "template::file", template::file);
 
     let render_ctx = ctx.clone();
-    module.set_native_fn("render", move |name: ImmutableString| -> RhaiResult<String> {
-        template::render(&render_ctx, &name, None).map_err(template_failure)
-    });
+    module.set_native_fn(
+        "render",
+        move |name: ImmutableString| -> RhaiResult<String> {
+            template::render(&render_ctx, &name, None).map_err(template_failure)
+        },
+    );
     let render_with_ctx = ctx.clone();
     module.set_native_fn(
         "render",
@@ -171,8 +182,9 @@ fn user_module(ctx: &Arc<HostContext>) -> Module {
     module.set_native_fn("group", move |options: Map| -> RhaiResult<Dynamic> {
         let options: user::GroupOptions = parse_options("user::group", options)?;
         let label = format!("user.group {}", options.name);
-        let outcome = primitives::run_step(&group_ctx, &label, || user::group(&group_ctx, &options))
-            .map_err(primitive_failure)?;
+        let outcome =
+            primitives::run_step(&group_ctx, &label, || user::group(&group_ctx, &options))
+                .map_err(primitive_failure)?;
         to_dynamic(&outcome.into_value())
     });
     let user_ctx = ctx.clone();
@@ -204,16 +216,19 @@ fn validation_module(ctx: &Arc<HostContext>) -> Module {
             },
         );
         let without_var = ctx.clone();
-        module.set_native_fn(function, move |message: ImmutableString| -> RhaiResult<()> {
-            without_var.add_issue(ValidationIssue {
-                host: without_var.name.clone(),
-                variable: None,
-                origin: None,
-                message: message.to_string(),
-                is_error,
-            });
-            Ok(())
-        });
+        module.set_native_fn(
+            function,
+            move |message: ImmutableString| -> RhaiResult<()> {
+                without_var.add_issue(ValidationIssue {
+                    host: without_var.name.clone(),
+                    variable: None,
+                    origin: None,
+                    message: message.to_string(),
+                    is_error,
+                });
+                Ok(())
+            },
+        );
     }
     module
 }
@@ -264,15 +279,21 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
         vars.0.contains(&name)
     });
     engine.register_fn("origin", |vars: &mut VarsHandle, name: ImmutableString| {
-        vars.0.origin(&name).map(|o| o.to_string()).unwrap_or_default()
+        vars.0
+            .origin(&name)
+            .map(|o| o.to_string())
+            .unwrap_or_default()
     });
 
     // The same lookups as plain functions, for stdlib modules, which cannot see the task
     // file's `vars` constant.
     let get_ctx = ctx.clone();
-    engine.register_fn("variable", move |name: ImmutableString| -> RhaiResult<Dynamic> {
-        to_dynamic(&get_ctx.vars.get(&name).map_err(var_failure)?)
-    });
+    engine.register_fn(
+        "variable",
+        move |name: ImmutableString| -> RhaiResult<Dynamic> {
+            to_dynamic(&get_ctx.vars.get(&name).map_err(var_failure)?)
+        },
+    );
     let default_ctx = ctx.clone();
     engine.register_fn(
         "variable",
@@ -284,19 +305,61 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
         },
     );
     let has_ctx = ctx.clone();
-    engine.register_fn("has_variable", move |name: ImmutableString| has_ctx.vars.contains(&name));
+    engine.register_fn("has_variable", move |name: ImmutableString| {
+        has_ctx.vars.contains(&name)
+    });
     let origin_ctx = ctx.clone();
     engine.register_fn("variable_origin", move |name: ImmutableString| {
-        origin_ctx.vars.origin(&name).map(|o| o.to_string()).unwrap_or_default()
+        origin_ctx
+            .vars
+            .origin(&name)
+            .map(|o| o.to_string())
+            .unwrap_or_default()
     });
+    let raw_ctx = ctx.clone();
+    engine.register_fn(
+        "variable_raw",
+        move |name: ImmutableString| -> RhaiResult<Dynamic> {
+            match raw_ctx.vars.raw(&name) {
+                Some(raw) => to_dynamic(&raw.value),
+                None => Ok(Dynamic::UNIT),
+            }
+        },
+    );
+    let set_ctx = ctx.clone();
+    engine.register_fn(
+        "set_variable",
+        move |name: ImmutableString, value: Dynamic| -> RhaiResult<()> {
+            let origin = crate::vars::source::Origin {
+                layer: crate::vars::source::Layer::Builtin,
+                file: None,
+                line: None,
+            };
+            set_ctx.vars.set(&name, to_value(&value)?, origin);
+            Ok(())
+        },
+    );
     let names_ctx = ctx.clone();
     engine.register_fn("variable_names", move || -> Array {
-        names_ctx.vars.names().into_iter().map(Dynamic::from).collect()
+        names_ctx
+            .vars
+            .names()
+            .into_iter()
+            .map(Dynamic::from)
+            .collect()
     });
     let eval_ctx = ctx.clone();
-    engine.register_fn("jinja", move |expression: ImmutableString| -> RhaiResult<Dynamic> {
-        to_dynamic(&eval_ctx.vars.eval_expression(&expression).map_err(var_failure)?)
-    });
+    engine.register_fn(
+        "jinja",
+        move |expression: ImmutableString| -> RhaiResult<Dynamic> {
+            to_dynamic(
+                &eval_ctx
+                    .vars
+                    .eval_expression(&expression)
+                    .map_err(var_failure)?,
+            )
+        },
+    );
 }
 
 fn register_globals(engine: &mut Engine, ctx: &Arc<HostContext>) {
@@ -311,17 +374,26 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<HostContext>) {
     engine.register_fn("is_check_mode", move || check_ctx.check_mode());
     let host_ctx = ctx.clone();
     engine.register_fn("host_name", move || host_ctx.name.clone());
-    engine.register_fn("split_command", |command: ImmutableString| -> RhaiResult<Array> {
-        let words = shell_words::split(&command).map_err(|error| {
-            failure(FailureKind::BadInput, format!("cannot split command {command:?}: {error}"))
-        })?;
-        Ok(words.into_iter().map(Dynamic::from).collect())
-    });
+    engine.register_fn(
+        "split_command",
+        |command: ImmutableString| -> RhaiResult<Array> {
+            let words = shell_words::split(&command).map_err(|error| {
+                failure(
+                    FailureKind::BadInput,
+                    format!("cannot split command {command:?}: {error}"),
+                )
+            })?;
+            Ok(words.into_iter().map(Dynamic::from).collect())
+        },
+    );
     engine.register_fn(
         "regex_match",
         |text: ImmutableString, pattern: ImmutableString| -> RhaiResult<bool> {
             let regex = regex::Regex::new(&pattern).map_err(|error| {
-                failure(FailureKind::BadInput, format!("invalid regex {pattern:?}: {error}"))
+                failure(
+                    FailureKind::BadInput,
+                    format!("invalid regex {pattern:?}: {error}"),
+                )
             })?;
             Ok(regex.is_match(&text))
         },
@@ -333,20 +405,34 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<HostContext>) {
         crate::vars::shell_quote(&text)
     });
     engine.register_fn("new_ulid", || ulid::Ulid::new().to_string());
-    engine.register_fn("did_you_mean", |word: ImmutableString, candidates: Array| {
-        let candidates: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
-        suggest(&word, candidates.iter().map(String::as_str)).unwrap_or_default()
-    });
+    engine.register_fn(
+        "did_you_mean",
+        |word: ImmutableString, candidates: Array| {
+            let candidates: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
+            suggest(&word, candidates.iter().map(String::as_str)).unwrap_or_default()
+        },
+    );
     let unknown_ctx = ctx.clone();
-    engine.register_fn("unknown_variables", move |prefix: ImmutableString| -> Array {
-        unknown_variables(&unknown_ctx, &prefix)
-    });
+    engine.register_fn(
+        "unknown_variables",
+        move |prefix: ImmutableString| -> Array { unknown_variables(&unknown_ctx, &prefix) },
+    );
     engine.register_type_with_name::<ScriptFailure>("Failure");
-    engine.register_fn("to_string", |failure: &mut ScriptFailure| failure.message.clone());
-    engine.register_fn("to_debug", |failure: &mut ScriptFailure| failure.message.clone());
-    engine.register_fn("combine", |base: Dynamic, overlay: Dynamic| -> RhaiResult<Dynamic> {
-        to_dynamic(&crate::vars::combine_values(&to_value(&base)?, &to_value(&overlay)?))
+    engine.register_fn("to_string", |failure: &mut ScriptFailure| {
+        failure.message.clone()
     });
+    engine.register_fn("to_debug", |failure: &mut ScriptFailure| {
+        failure.message.clone()
+    });
+    engine.register_fn(
+        "combine",
+        |base: Dynamic, overlay: Dynamic| -> RhaiResult<Dynamic> {
+            to_dynamic(&crate::vars::combine_values(
+                &to_value(&base)?,
+                &to_value(&overlay)?,
+            ))
+        },
+    );
 }
 
 /// The closest candidate to `word` by Jaro-Winkler similarity, if it is close enough to be a

@@ -11,7 +11,8 @@ use super::ini::{ALL, HostsFile, UNGROUPED};
 #[derive(Debug)]
 pub(super) struct GroupTree {
     /// Depth of every group: 0 for `all`, 1 for groups without another parent, and one more
-    /// than the deepest parent otherwise.
+    /// than the deepest parent otherwise. Only the ordering below uses it outside tests.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub depth: HashMap<String, usize>,
     /// For every host, in hosts file order, each group that contains it directly or through
     /// child groups, including `all`, ordered by depth and then name.

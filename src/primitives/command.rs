@@ -40,7 +40,9 @@ pub struct CommandOptions {
 
 pub fn run(ctx: &HostContext, options: &CommandOptions) -> Result<Outcome> {
     if options.argv.is_empty() {
-        return Err(PrimitiveError::InvalidOption("argv must not be empty".into()));
+        return Err(PrimitiveError::InvalidOption(
+            "argv must not be empty".into(),
+        ));
     }
 
     let guards: Vec<PathBuf> = options
@@ -55,14 +57,14 @@ pub fn run(ctx: &HostContext, options: &CommandOptions) -> Result<Outcome> {
         if let Some(creates) = &options.creates
             && stats.next().flatten().is_some()
         {
-            return Ok(Outcome::unchanged()
-                .with_message(format!("{} exists", creates.display())));
+            return Ok(Outcome::unchanged().with_message(format!("{} exists", creates.display())));
         }
         if let Some(removes) = &options.removes
             && stats.next().flatten().is_none()
         {
-            return Ok(Outcome::unchanged()
-                .with_message(format!("{} does not exist", removes.display())));
+            return Ok(
+                Outcome::unchanged().with_message(format!("{} does not exist", removes.display()))
+            );
         }
     }
 

@@ -38,14 +38,24 @@ fn resolve_attrs(ctx: &HostContext, options: &AttrOptions) -> Result<WantedAttrs
         match resolve_id(ctx, database, spec)? {
             Some(id) => Ok(Some(id)),
             None if ctx.check_mode() => {
-                let IdSpec::Name(name) = spec else { unreachable!("numeric ids always resolve") };
+                let IdSpec::Name(name) = spec else {
+                    unreachable!("numeric ids always resolve")
+                };
                 pending.push(name.clone());
                 Ok(None)
             }
             None => {
-                let kind = if database == "passwd" { "user" } else { "group" };
-                let IdSpec::Name(name) = spec else { unreachable!("numeric ids always resolve") };
-                Err(PrimitiveError::Failed(format!("{kind} '{name}' does not exist on the host")))
+                let kind = if database == "passwd" {
+                    "user"
+                } else {
+                    "group"
+                };
+                let IdSpec::Name(name) = spec else {
+                    unreachable!("numeric ids always resolve")
+                };
+                Err(PrimitiveError::Failed(format!(
+                    "{kind} '{name}' does not exist on the host"
+                )))
             }
         }
     };
@@ -66,7 +76,11 @@ fn attr_changes(current: &FileStat, wanted: &WantedAttrs) -> (FileAttrs, Vec<Str
         && mode != current.mode
     {
         needed.mode = Some(mode);
-        notes.push(format!("mode {} -> {}", format_mode(current.mode), format_mode(mode)));
+        notes.push(format!(
+            "mode {} -> {}",
+            format_mode(current.mode),
+            format_mode(mode)
+        ));
     }
     if let Some(uid) = wanted.attrs.uid
         && uid != current.uid
@@ -147,7 +161,11 @@ pub fn directory(ctx: &HostContext, options: &DirectoryOptions) -> Result<Outcom
                     ctx.block_on(ctx.transport.mkdir(path, attrs))?;
                 }
             }
-            let mode = wanted.attrs.mode.map(format_mode).unwrap_or_else(|| "default".into());
+            let mode = wanted
+                .attrs
+                .mode
+                .map(format_mode)
+                .unwrap_or_else(|| "default".into());
             Ok(Outcome::changed().with_message(format!("created (mode {mode})")))
         }
     }
@@ -170,7 +188,12 @@ pub struct ContentOptions {
 
 /// Ensures the file at `path` has exactly `content` and the given attributes.
 pub fn content(ctx: &HostContext, options: &ContentOptions) -> Result<Outcome> {
-    write_content(ctx, &options.path, options.content.as_bytes(), &options.attrs())
+    write_content(
+        ctx,
+        &options.path,
+        options.content.as_bytes(),
+        &options.attrs(),
+    )
 }
 
 /// Writes `bytes` to `path` when they differ, atomically; fixes attributes otherwise.
@@ -260,14 +283,19 @@ fn find_controller_file(ctx: &HostContext, src: &Path) -> Result<PathBuf> {
         return Ok(src.to_path_buf());
     }
     let candidates: Vec<PathBuf> = ctx.paths.files_dirs().iter().map(|d| d.join(src)).collect();
-    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| {
-        let searched: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-        PrimitiveError::Failed(format!(
-            "source file {} not found; searched {}",
-            src.display(),
-            searched.join(", ")
-        ))
-    })
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let searched: Vec<String> =
+                candidates.iter().map(|c| c.display().to_string()).collect();
+            PrimitiveError::Failed(format!(
+                "source file {} not found; searched {}",
+                src.display(),
+                searched.join(", ")
+            ))
+        })
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,7 +324,10 @@ pub fn attributes(ctx: &HostContext, options: &AttributesOptions) -> Result<Outc
         if ctx.check_mode() {
             return Ok(Outcome::changed().with_message("would set attributes once the path exists"));
         }
-        return Err(PrimitiveError::Failed(format!("{} does not exist", display(&options.path))));
+        return Err(PrimitiveError::Failed(format!(
+            "{} does not exist",
+            display(&options.path)
+        )));
     };
     let (needed, notes) = attr_changes(&stat, &wanted);
     if notes.is_empty() {
@@ -336,7 +367,9 @@ pub fn absent(ctx: &HostContext, options: &AbsentOptions) -> Result<Outcome> {
 
 /// Returns `#{exists, kind, mode, uid, gid, size}` for a path; `exists` is false when missing.
 pub fn stat(ctx: &HostContext, path: &Path) -> Result<Value> {
-    let stat = ctx.block_on(ctx.transport.stat(&[path.to_path_buf()]))?.remove(0);
+    let stat = ctx
+        .block_on(ctx.transport.stat(&[path.to_path_buf()]))?
+        .remove(0);
     Ok(match stat {
         Some(stat) => json!({
             "exists": true,
@@ -352,7 +385,9 @@ pub fn stat(ctx: &HostContext, path: &Path) -> Result<Value> {
 
 /// Returns a file's text, or `None` when it does not exist.
 pub fn read(ctx: &HostContext, path: &Path) -> Result<Option<String>> {
-    let contents = ctx.block_on(ctx.transport.read(&[path.to_path_buf()]))?.remove(0);
+    let contents = ctx
+        .block_on(ctx.transport.read(&[path.to_path_buf()]))?
+        .remove(0);
     Ok(contents.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
@@ -384,4 +419,9 @@ macro_rules! impl_attrs {
 }
 pub(crate) use impl_attrs;
 
-impl_attrs!(DirectoryOptions, ContentOptions, CopyOptions, AttributesOptions);
+impl_attrs!(
+    DirectoryOptions,
+    ContentOptions,
+    CopyOptions,
+    AttributesOptions
+);

@@ -220,11 +220,16 @@ pub fn format_mode(bits: u32) -> String {
 pub fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
     let old_text = old.map(String::from_utf8_lossy).unwrap_or_default();
     let new_text = String::from_utf8_lossy(new);
-    let is_binary = old.is_some_and(|o| std::str::from_utf8(o).is_err()) || std::str::from_utf8(new).is_err();
+    let is_binary =
+        old.is_some_and(|o| std::str::from_utf8(o).is_err()) || std::str::from_utf8(new).is_err();
     if is_binary {
         return format!("binary file {path} changed");
     }
-    let old_label = if old.is_some() { format!("a{path}") } else { "/dev/null".to_string() };
+    let old_label = if old.is_some() {
+        format!("a{path}")
+    } else {
+        "/dev/null".to_string()
+    };
     similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref())
         .unified_diff()
         .context_radius(3)

@@ -23,13 +23,18 @@ pub fn find(ctx: &HostContext, name: &str) -> Result<PathBuf> {
         .iter()
         .map(|dir| dir.join(relative))
         .collect();
-    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| {
-        let searched: Vec<String> = candidates.iter().map(|c| c.display().to_string()).collect();
-        PrimitiveError::Failed(format!(
-            "template {name} not found; searched {}",
-            searched.join(", ")
-        ))
-    })
+    candidates
+        .iter()
+        .find(|c| c.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let searched: Vec<String> =
+                candidates.iter().map(|c| c.display().to_string()).collect();
+            PrimitiveError::Failed(format!(
+                "template {name} not found; searched {}",
+                searched.join(", ")
+            ))
+        })
 }
 
 /// Renders a template to text. `extra` holds variables that shadow the host's for this render.

@@ -88,7 +88,12 @@ pub fn group(ctx: &HostContext, options: &GroupOptions) -> Result<Outcome> {
                     if !ctx.check_mode() {
                         exec_checked(
                             ctx,
-                            vec!["groupmod".into(), "--gid".into(), gid.to_string(), options.name.clone()],
+                            vec![
+                                "groupmod".into(),
+                                "--gid".into(),
+                                gid.to_string(),
+                                options.name.clone(),
+                            ],
                         )?;
                         ctx.forget_id("group", &options.name);
                     }

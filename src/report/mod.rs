@@ -103,14 +103,6 @@ impl Reporter {
         }
     }
 
-    pub fn redactor(&self) -> &Arc<Redactor> {
-        &self.inner.redactor
-    }
-
-    pub fn verbosity(&self) -> u8 {
-        self.inner.verbosity
-    }
-
     /// Registers a host so the recap lists it even if it never runs a step.
     pub fn host_started(&self, host: &str) {
         self.inner
@@ -204,7 +196,9 @@ impl Reporter {
     /// Prints one validation error; the run then stops before any change.
     pub fn validation_error(&self, host: &str, message: &str) {
         match self.inner.format {
-            OutputFormat::Json => self.print_json(&json!({"host": host, "validation_error": message})),
+            OutputFormat::Json => {
+                self.print_json(&json!({"host": host, "validation_error": message}))
+            }
             OutputFormat::Human => {
                 let label = self.paint("error:", "31;1");
                 self.print_line(&format!("{label} {host} | {message}"));
@@ -230,7 +224,9 @@ impl Reporter {
             .or_default()
             .failed += 1;
         match self.inner.format {
-            OutputFormat::Json => self.print_json(&json!({"host": host, "status": "failed", "error": error})),
+            OutputFormat::Json => {
+                self.print_json(&json!({"host": host, "status": "failed", "error": error}))
+            }
             OutputFormat::Human => {
                 let label = self.paint("failed", "31");
                 self.print_line(&format!("{label:<8} {host} | {error}"));
@@ -247,7 +243,9 @@ impl Reporter {
             .or_default()
             .unreachable += 1;
         match self.inner.format {
-            OutputFormat::Json => self.print_json(&json!({"host": host, "status": "unreachable", "error": error})),
+            OutputFormat::Json => {
+                self.print_json(&json!({"host": host, "status": "unreachable", "error": error}))
+            }
             OutputFormat::Human => {
                 let label = self.paint("unreachable", "31");
                 self.print_line(&format!("{label} {host} | {error}"));

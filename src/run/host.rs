@@ -22,7 +22,10 @@ pub struct SearchPaths {
 
 impl SearchPaths {
     pub fn template_dirs(&self) -> Vec<PathBuf> {
-        self.stdlib_dirs.iter().map(|d| d.join("templates")).collect()
+        self.stdlib_dirs
+            .iter()
+            .map(|d| d.join("templates"))
+            .collect()
     }
 
     pub fn files_dirs(&self) -> Vec<PathBuf> {
@@ -49,7 +52,6 @@ pub struct HostContext {
     pub reporter: Reporter,
     pub runtime: tokio::runtime::Handle,
     pub paths: SearchPaths,
-    pub show_diff: bool,
     /// Names that the stdlib defaults define, to tell a typo from a known variable.
     pub default_names: Arc<BTreeSet<String>>,
     check: AtomicBool,
@@ -69,7 +71,6 @@ impl HostContext {
         runtime: tokio::runtime::Handle,
         paths: SearchPaths,
         check: bool,
-        show_diff: bool,
         default_names: Arc<BTreeSet<String>>,
     ) -> HostContext {
         HostContext {
@@ -79,7 +80,6 @@ impl HostContext {
             reporter,
             runtime,
             paths,
-            show_diff,
             default_names,
             check: AtomicBool::new(check),
             changes: AtomicU64::new(0),
@@ -91,10 +91,6 @@ impl HostContext {
     /// Whether primitives must only report what they would change.
     pub fn check_mode(&self) -> bool {
         self.check.load(Ordering::Relaxed)
-    }
-
-    pub fn set_check_mode(&self, check: bool) {
-        self.check.store(check, Ordering::Relaxed);
     }
 
     /// Runs a transport future to completion from the script's blocking thread.
@@ -127,7 +123,10 @@ impl HostContext {
     }
 
     pub fn forget_id(&self, database: &'static str, name: &str) {
-        self.ids.lock().unwrap().remove(&(database, name.to_string()));
+        self.ids
+            .lock()
+            .unwrap()
+            .remove(&(database, name.to_string()));
     }
 
     pub fn add_issue(&self, issue: ValidationIssue) {

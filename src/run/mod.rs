@@ -7,7 +7,6 @@
 pub mod host;
 mod paths;
 
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::Arc;
@@ -19,8 +18,8 @@ use crate::cli::{Cli, OutputArg};
 use crate::engine::{self, ScriptError, error::FailureKind};
 use crate::inventory::{self, Inventory};
 use crate::report::{OutputFormat, Redactor, Reporter};
-use crate::transport::Transport;
 use crate::transport::local::LocalTransport;
+use crate::transport::{Transport, TransportError};
 use crate::vars::HostVars;
 use crate::vars::source::{Layer, Origin, RawVar, VarSource};
 use host::{HostContext, SearchPaths, ValidationIssue};
@@ -96,7 +95,11 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
             cli.inventory.display()
         ));
     }
-    let project_dir = paths::project_dir(&cli.inventory);
+    let inventory = Inventory::load(&cli.inventory).map_err(|e| e.to_string())?;
+    for warning in inventory.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let project_dir = paths::project_dir(inventory.dir());
     let search = paths::search_paths(&project_dir);
 
     let task = paths::find_task(&cli.task, &project_dir).map_err(|searched| {
@@ -106,7 +109,11 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
             "task '{}' not found (searched {}); available tasks: {}",
             cli.task,
             searched.join(", "),
-            if available.is_empty() { "none".to_string() } else { available.join(", ") }
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
         )
     })?;
     if cli.args.iter().any(|a| a == "--help" || a == "-h") {
@@ -115,8 +122,9 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
         return Ok(Prepared::Help(help));
     }
 
-    let inventory = Inventory::load(&cli.inventory).map_err(|e| e.to_string())?;
-    let selected = inventory.select(cli.limit.as_deref()).map_err(|e| e.to_string())?;
+    let selected = inventory
+        .select(cli.limit.as_deref())
+        .map_err(|e| e.to_string())?;
     if selected.is_empty() {
         return Err("no hosts selected".into());
     }
@@ -149,7 +157,8 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
 fn load_defaults(search: &SearchPaths) -> Result<VarSource, String> {
     let mut defaults = VarSource::new();
     for file in paths::default_files(search) {
-        let layer = crate::yaml::load_vars_file(&file, Layer::Defaults).map_err(|e| e.to_string())?;
+        let layer =
+            crate::yaml::load_vars_file(&file, Layer::Defaults).map_err(|e| e.to_string())?;
         defaults.extend(layer);
     }
     Ok(defaults)
@@ -185,19 +194,19 @@ fn builtins(inventory: &Inventory, host: &str, check: bool) -> VarSource {
 }
 
 /// Opens the connection the host's `ansible_connection` names.
-fn connect(vars: &HostVars) -> Result<Arc<dyn Transport>, String> {
+fn connect(vars: &HostVars) -> Result<Arc<dyn Transport>, TransportError> {
     let connection = match vars.try_get("ansible_connection") {
         Ok(Some(Value::String(connection))) => connection,
         Ok(Some(other)) => other.to_string(),
         Ok(None) => "ssh".to_string(),
-        Err(error) => return Err(error.to_string()),
+        Err(error) => return Err(TransportError::Other(error.to_string())),
     };
     match connection.as_str() {
         "local" => Ok(Arc::new(LocalTransport::new())),
         // NOTE: the SSH transport is not built yet; such hosts are reported unreachable.
-        other => Err(format!(
+        other => Err(TransportError::Unreachable(format!(
             "ansible_connection={other} is not supported yet; use ansible_connection=local"
-        )),
+        ))),
     }
 }
 
@@ -213,7 +222,7 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
         match connect(vars) {
             Ok(transport) => transports.push((name.clone(), vars.clone(), transport)),
             Err(error) => {
-                reporter.host_unreachable(name, &error);
+                reporter.host_unreachable(name, &error.to_string());
                 reporter.host_finished(name);
                 status = ExitStatus::Unreachable;
             }
@@ -224,7 +233,7 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
     if engine::has_validate(&plan.ast) {
         let mut tasks = Vec::new();
         for (name, vars, transport) in &transports {
-            let ctx = host_context(name, vars, transport, &reporter, &plan, true, cli.diff);
+            let ctx = host_context(name, vars, transport, &reporter, &plan, true);
             let plan = plan.clone();
             let args = args.clone();
             let forks = forks.clone();
@@ -254,7 +263,7 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
     // Phase 2: run the task file on every host.
     let mut tasks = Vec::new();
     for (name, vars, transport) in &transports {
-        let ctx = host_context(name, vars, transport, &reporter, &plan, cli.check, cli.diff);
+        let ctx = host_context(name, vars, transport, &reporter, &plan, cli.check);
         let plan = plan.clone();
         let args = args.clone();
         let forks = forks.clone();
@@ -284,7 +293,6 @@ fn host_context(
     reporter: &Reporter,
     plan: &Plan,
     check: bool,
-    show_diff: bool,
 ) -> Arc<HostContext> {
     Arc::new(HostContext::new(
         name.to_string(),
@@ -294,7 +302,6 @@ fn host_context(
         tokio::runtime::Handle::current(),
         plan.paths.clone(),
         check,
-        show_diff,
         plan.default_names.clone(),
     ))
 }
@@ -303,10 +310,20 @@ fn validate_host(plan: &Plan, ctx: &Arc<HostContext>, args: &[String]) -> Vec<Va
     let engine = engine::build(ctx.clone());
     let mut scope = engine::scope(ctx, args);
     let options = rhai::CallFnOptions::new().eval_ast(false);
-    let result = engine.call_fn_with_options::<rhai::Dynamic>(options, &mut scope, &plan.ast, "validate", ());
+    let result = engine.call_fn_with_options::<rhai::Dynamic>(
+        options,
+        &mut scope,
+        &plan.ast,
+        "validate",
+        (),
+    );
     let mut issues = ctx.take_issues();
     if let Err(error) = result {
-        let error = ScriptError::runtime(&error, &plan.task.display().to_string(), &plan.paths.stdlib_dirs);
+        let error = ScriptError::runtime(
+            &error,
+            &plan.task.display().to_string(),
+            &plan.paths.stdlib_dirs,
+        );
         issues.push(ValidationIssue {
             host: ctx.name.clone(),
             variable: None,
@@ -326,7 +343,11 @@ fn run_host(plan: &Plan, ctx: &Arc<HostContext>, args: &[String]) -> ExitStatus 
     match result {
         Ok(()) => ExitStatus::Ok,
         Err(error) => {
-            let error = ScriptError::runtime(&error, &plan.task.display().to_string(), &plan.paths.stdlib_dirs);
+            let error = ScriptError::runtime(
+                &error,
+                &plan.task.display().to_string(),
+                &plan.paths.stdlib_dirs,
+            );
             match error.kind() {
                 FailureKind::Unreachable => {
                     ctx.reporter.host_unreachable(&ctx.name, &error.to_string());
@@ -371,4 +392,3 @@ fn report_issue(reporter: &Reporter, issue: &ValidationIssue) {
         reporter.warning(Some(&issue.host), &text);
     }
 }
-

@@ -21,13 +21,13 @@ pub fn install_dir() -> Option<PathBuf> {
     })
 }
 
-/// The project directory is the one holding `inventory/`: the parent of the hosts file's
+/// The project directory is the one holding `inventory/`: the parent of the inventory
 /// directory, as in the playbook's layout.
-pub fn project_dir(inventory: &Path) -> PathBuf {
-    let inventory = std::path::absolute(inventory).unwrap_or_else(|_| inventory.to_path_buf());
-    inventory
+pub fn project_dir(inventory_dir: &Path) -> PathBuf {
+    let inventory_dir =
+        std::path::absolute(inventory_dir).unwrap_or_else(|_| inventory_dir.to_path_buf());
+    inventory_dir
         .parent()
-        .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
 }
@@ -40,9 +40,7 @@ pub fn search_paths(project_dir: &Path) -> SearchPaths {
     }
     if let Some(install) = install_dir() {
         let installed = install.join("stdlib");
-        let same = stdlib_dirs
-            .iter()
-            .any(|dir| same_file(dir, &installed));
+        let same = stdlib_dirs.iter().any(|dir| same_file(dir, &installed));
         if installed.is_dir() && !same {
             stdlib_dirs.push(installed);
         }
@@ -66,7 +64,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn find_task(task: &str, project_dir: &Path) -> Result<PathBuf, Vec<PathBuf>> {
     if task.ends_with(".rhai") || task.contains('/') {
         let path = PathBuf::from(task);
-        return if path.is_file() { Ok(path) } else { Err(vec![path]) };
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(vec![path])
+        };
     }
     let mut candidates = vec![project_dir.join("scripts").join(format!("{task}.rhai"))];
     if let Some(install) = install_dir() {

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    ExecOutput, ExecRequest, FileAttrs, FileKind, FileStat, Result, RoundTrips, Transport,
-    TransportError,
+    ExecOutput, ExecRequest, FileAttrs, FileKind, FileStat, HostStream, Result, RoundTrips,
+    StreamTarget, Transport, TransportError,
 };
 
 #[derive(Debug, Default)]
@@ -102,7 +102,13 @@ fn become_argv(user: &str, argv: &[String]) -> Vec<String> {
     let mut wrapped: Vec<String> = if is_root {
         vec!["runuser".into(), "-u".into(), user.into(), "--".into()]
     } else {
-        vec!["sudo".into(), "-n".into(), "-u".into(), user.into(), "--".into()]
+        vec![
+            "sudo".into(),
+            "-n".into(),
+            "-u".into(),
+            user.into(),
+            "--".into(),
+        ]
     };
     wrapped.extend(argv.iter().cloned());
     wrapped
@@ -167,7 +173,11 @@ impl Transport for LocalTransport {
 
         let mut command = tokio::process::Command::new(program);
         command
-            .args(arguments.iter().map(|a| OsString::from_vec(a.clone().into_bytes())))
+            .args(
+                arguments
+                    .iter()
+                    .map(|a| OsString::from_vec(a.clone().into_bytes())),
+            )
             .stdin(if request.stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -204,6 +214,27 @@ impl Transport for LocalTransport {
             stdout: output.stdout,
             stderr: output.stderr,
         })
+    }
+
+    async fn connect_stream(&self, target: &StreamTarget) -> Result<Box<dyn HostStream>> {
+        self.round_trips.add(1);
+        let connect_error = |source: std::io::Error| {
+            TransportError::Other(format!("cannot connect to {target}: {source}"))
+        };
+        match target {
+            StreamTarget::Tcp { host, port } => {
+                let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(connect_error)?;
+                Ok(Box::new(stream))
+            }
+            StreamTarget::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(connect_error)?;
+                Ok(Box::new(stream))
+            }
+        }
     }
 
     fn round_trips(&self) -> u64 {

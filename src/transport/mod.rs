@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The kind of a file system entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +85,29 @@ impl ExecOutput {
     }
 }
 
+/// Where a byte stream opened through the host connects, as the host sees it.
+#[allow(dead_code)] // NOTE: the postgres and http primitives are its first callers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamTarget {
+    Tcp { host: String, port: u16 },
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for StreamTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamTarget::Tcp { host, port } => write!(f, "{host}:{port}"),
+            StreamTarget::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A bidirectional byte stream to a service on the host (PostgreSQL, an HTTP listener).
+#[allow(dead_code)]
+pub trait HostStream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> HostStream for T {}
+
 /// A failure to talk to the host, as opposed to an operation the host carried out and
 /// reported as failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +175,11 @@ pub trait Transport: Send + Sync {
 
     /// Run a command and wait for it to exit.
     async fn exec(&self, request: &ExecRequest) -> Result<ExecOutput>;
+
+    /// Opens a byte stream to a TCP port or Unix socket on the host: directly for the local
+    /// transport, through the connection (direct-tcpip, direct-streamlocal) for SSH.
+    #[allow(dead_code)]
+    async fn connect_stream(&self, target: &StreamTarget) -> Result<Box<dyn HostStream>>;
 
     /// Requests sent to the host so far (command starts and file operations).
     fn round_trips(&self) -> u64;

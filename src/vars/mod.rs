@@ -34,10 +34,6 @@
 //!   double-quoted, so their text can differ from PyYAML's although the data is the same.
 //! - A value that contains only `{#` (a comment) is not rendered.
 
-// NOTE: nothing outside this module calls it yet, so a non-test build would flag all of it as
-// dead code. Remove this once the run and engine modules use `HostVars`.
-#![cfg_attr(not(test), allow(dead_code))]
-
 pub mod error;
 pub mod secrets;
 pub mod source;
@@ -79,6 +75,7 @@ pub fn combine_values(base: &Value, overlay: &Value) -> Value {
         _ => overlay.clone(),
     }
 }
+
 use self::source::{Origin, RawVar, VarSource};
 
 /// Minimum similarity (normalised Damerau-Levenshtein, 0 to 1) for a known variable to be
@@ -119,6 +116,7 @@ impl HostVars {
     }
 
     /// Returns the name of the host these variables belong to.
+    #[allow(dead_code)] // NOTE: the REPL labels results with it.
     pub fn host(&self) -> &str {
         &self.resolver.host
     }

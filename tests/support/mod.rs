@@ -26,7 +26,10 @@ pub fn mas_schema_path() -> PathBuf {
 pub fn ensure_test_user() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let group_exists = Command::new("getent").args(["group", TEST_USER]).output().unwrap();
+        let group_exists = Command::new("getent")
+            .args(["group", TEST_USER])
+            .output()
+            .unwrap();
         if !group_exists.status.success() {
             let status = Command::new("groupadd")
                 .args(["--system", "--gid", &TEST_UID.to_string(), TEST_USER])
@@ -34,7 +37,10 @@ pub fn ensure_test_user() {
                 .expect("groupadd runs");
             assert!(status.success(), "groupadd {TEST_USER} failed");
         }
-        let user_exists = Command::new("getent").args(["passwd", TEST_USER]).output().unwrap();
+        let user_exists = Command::new("getent")
+            .args(["passwd", TEST_USER])
+            .output()
+            .unwrap();
         if !user_exists.status.success() {
             let status = Command::new("useradd")
                 .args([
