@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 #[command(
     name = "masrun",
     version,
+    args_override_self = true,
     about = "Deploy and operate Matrix Authentication Service beside Synapse",
     long_about = "Runs a Rhai task file against the hosts of an Ansible-style inventory.\n\
                   A bare word runs scripts/<word>.rhai (setup, register-user, syn2mas, doctor); \
@@ -83,7 +84,7 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
 const FLAGS: &[&str] = &["-C", "--check", "-D", "--diff"];
 
 /// Moves masrun's own options that follow the task name in front of it, so that
-/// `masrun setup --check -l host` means what it says, while every other word after the task
+/// `masrun setup --check -l host` works as written, while every other word after the task
 /// (`register-user alice --admin`, `setup --help`) goes to the task file. After `--` nothing
 /// is moved.
 pub fn hoist_options(args: Vec<String>) -> Vec<String> {

@@ -75,7 +75,7 @@ fn config_validates_against_mas_schema() {
             .unwrap_or_else(|e| panic!("MAS schema {}: {e}", schema_path.display())),
     )
     .unwrap();
-    // Formats stay unchecked, as MAS's own deserializer does: `database.host` holds the
+    // Formats stay unchecked, as MAS's own deserializer does: `database.host` is the
     // socket directory `/run-postgres`, which the schema's `hostname` format would reject.
     let validator = jsonschema::options()
         .should_validate_formats(false)

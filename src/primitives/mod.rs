@@ -14,7 +14,7 @@ use crate::report::{Status, Step};
 use crate::run::host::HostContext;
 use crate::transport::{ExecRequest, TransportError};
 
-/// What one primitive call did.
+/// The result of one primitive call.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
     pub changed: bool,

@@ -12,8 +12,8 @@ use crate::transport::Transport;
 use crate::vars::HostVars;
 use crate::vars::source::Origin;
 
-/// Where task files, stdlib modules, templates and files are looked up, first match wins: the
-/// operator's project directory before the installed copy.
+/// Search paths for task files, stdlib modules, templates and files. The first match wins,
+/// and the operator's project directory comes before the installed copy.
 #[derive(Clone, Debug)]
 pub struct SearchPaths {
     pub project_dir: PathBuf,

@@ -97,7 +97,7 @@ fn write_atomic_blocking(path: &Path, contents: &[u8], attrs: FileAttrs) -> Resu
 /// Wraps `argv` so it runs as `user`: `runuser` when masrun is root, otherwise `sudo -n`, which
 /// fails at once instead of prompting when a password would be needed.
 fn become_argv(user: &str, argv: &[String]) -> Vec<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
+    // SAFETY: geteuid takes no arguments and POSIX defines no error for it.
     let is_root = unsafe { libc::geteuid() } == 0;
     let mut wrapped: Vec<String> = if is_root {
         vec!["runuser".into(), "-u".into(), user.into(), "--".into()]
