@@ -14,6 +14,21 @@ if ((${#missing[@]})); then
     apt-get install -y -qq "${missing[@]}"
 fi
 
+# A real Synapse from PyPI, in a virtualenv cached outside the repository.
+synapse_venv=${MASRUN_TEST_SYNAPSE_VENV:-/var/cache/masrun-tests/synapse-venv}
+if [ ! -x "$synapse_venv/bin/synapse_homeserver" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq python3-venv
+    fi
+    rm -rf "$synapse_venv"
+    mkdir -p "$(dirname "$synapse_venv")"
+    python3 -m venv "$synapse_venv"
+    "$synapse_venv/bin/pip" install -q 'matrix-synapse>=1.136'
+fi
+export MASRUN_TEST_SYNAPSE_VENV=$synapse_venv
+
 if [ ! -f ../shared/reference/mas-config.schema.json ]; then
     echo "tests/run.sh: ../shared/reference/mas-config.schema.json is missing; the schema test needs it" >&2
     exit 1

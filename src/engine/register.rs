@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::VarsHandle;
 use super::error::{FailureKind, ScriptFailure};
-use crate::primitives::{self, Outcome, PrimitiveError, command, file, template, user};
+use crate::primitives::{self, Outcome, PrimitiveError, command, file, template, user, yaml_edit};
 use crate::run::host::{HostContext, ValidationIssue};
 use crate::vars::VarError;
 
@@ -89,6 +89,7 @@ step_label!(file::CopyOptions, |o| o.path.display().to_string());
 step_label!(file::AttributesOptions, |o| o.path.display().to_string());
 step_label!(file::AbsentOptions, |o| o.path.display().to_string());
 step_label!(template::TemplateOptions, |o| o.path.display().to_string());
+step_label!(yaml_edit::YamlEditOptions, |o| o.path.display().to_string());
 step_label!(command::CommandOptions, |o| o.argv.join(" "));
 
 /// Registers `module::function(options)` as a reported step.
@@ -121,6 +122,7 @@ fn file_module(ctx: &Arc<HostContext>) -> Module {
     register_step(&mut module, ctx, "file::copy", file::copy);
     register_step(&mut module, ctx, "file::absent", file::absent);
     register_step(&mut module, ctx, "file::attributes", file::attributes);
+    register_step(&mut module, ctx, "file::yaml_edit", yaml_edit::edit);
 
     let stat_ctx = ctx.clone();
     module.set_native_fn(
@@ -240,8 +242,30 @@ fn yaml_module() -> Module {
             .map_err(|error| failure(FailureKind::BadInput, format!("yaml::decode: {error}")))?;
         to_dynamic(&value)
     });
+    // The encoder reads its output back and fails unless every value survives, so a secret
+    // with quotes, `#` or a newline can never reach a file changed or half-quoted.
     module.set_native_fn("encode", |value: Dynamic| -> RhaiResult<String> {
-        Ok(crate::yaml::to_yaml_string(&to_value(&value)?))
+        let value = to_value(&value)?;
+        let text = crate::yaml::to_yaml_string(&value);
+        match crate::yaml::parse_value(&text) {
+            Ok(read_back) if read_back == value => Ok(text),
+            _ => Err(failure(
+                FailureKind::Failed,
+                "yaml::encode: the YAML written does not read back as the same data",
+            )),
+        }
+    });
+    module.set_native_fn("key_lines", |text: ImmutableString| -> RhaiResult<Map> {
+        let vars = crate::yaml::parse_vars_str(&text, None, crate::vars::source::Layer::Builtin)
+            .map_err(|error| failure(FailureKind::BadInput, format!("yaml::key_lines: {error}")))?;
+        Ok(vars
+            .into_iter()
+            .filter_map(|(key, raw)| {
+                raw.origin
+                    .line
+                    .map(|line| (key.into(), Dynamic::from(line as i64)))
+            })
+            .collect())
     });
     module
 }
@@ -403,6 +427,12 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<HostContext>) {
     });
     engine.register_fn("shell_quote", |text: ImmutableString| {
         crate::vars::shell_quote(&text)
+    });
+    engine.register_fn("path_parent", |path: ImmutableString| {
+        std::path::Path::new(path.as_str())
+            .parent()
+            .map(|parent| parent.display().to_string())
+            .unwrap_or_default()
     });
     engine.register_fn("new_ulid", || ulid::Ulid::new().to_string());
     engine.register_fn(

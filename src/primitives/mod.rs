@@ -6,6 +6,7 @@ pub mod command;
 pub mod file;
 pub mod template;
 pub mod user;
+pub mod yaml_edit;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
