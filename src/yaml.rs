@@ -15,7 +15,8 @@
 //!
 //! Ansible's `!unsafe` tag marks a string that must never be templated. The loader represents
 //! it as the string wrapped in a Jinja raw block (see [`mark_unsafe`]), so the Jinja resolver
-//! renders it back to the literal text.
+//! renders it back to the literal text. [`parse_value_unmarked`] keeps such strings plain, for
+//! values that are never rendered.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -95,13 +96,29 @@ pub fn parse_value(text: &str) -> Result<Value, YamlError> {
     parse_value_with_warnings(text, None).map(|(value, _)| value)
 }
 
+/// Parses one YAML document like [`parse_value`], but keeps `!unsafe` strings as they are
+/// instead of wrapping them with [`mark_unsafe`]. This suits a value that is never rendered
+/// again, such as the result of the `from_yaml` filter, where the wrapper would be printed.
+pub fn parse_value_unmarked(text: &str) -> Result<Value, YamlError> {
+    parse_document(text, None, false).map(|(value, _)| value)
+}
+
 /// Parses one YAML document into a JSON value and returns the warnings next to it. `file` is
 /// only used to name the source in errors and warnings.
 pub fn parse_value_with_warnings(
     text: &str,
     file: Option<&Path>,
 ) -> Result<(Value, Vec<YamlWarning>), YamlError> {
+    parse_document(text, file, true)
+}
+
+fn parse_document(
+    text: &str,
+    file: Option<&Path>,
+    mark_unsafe_strings: bool,
+) -> Result<(Value, Vec<YamlWarning>), YamlError> {
     let mut constructor = Constructor::new(file);
+    constructor.mark_unsafe_strings = mark_unsafe_strings;
     let value = match compose(text, file)? {
         Some(root) => constructor.construct(&root)?,
         None => Value::Null,
@@ -466,6 +483,8 @@ struct Constructor<'a> {
     alias_depth: usize,
     /// Nodes constructed inside aliases so far.
     expanded_nodes: usize,
+    /// Whether `!unsafe` strings are wrapped with [`mark_unsafe`].
+    mark_unsafe_strings: bool,
 }
 
 impl<'a> Constructor<'a> {
@@ -475,6 +494,7 @@ impl<'a> Constructor<'a> {
             warnings: Vec::new(),
             alias_depth: 0,
             expanded_nodes: 0,
+            mark_unsafe_strings: true,
         }
     }
 
@@ -512,13 +532,15 @@ impl<'a> Constructor<'a> {
         match &node.kind {
             NodeKind::Scalar { text, style, tag } => {
                 let value = self.construct_scalar(node, text, *style, tag.as_deref())?;
-                match (tag.as_deref(), value) {
-                    (Some("!unsafe"), Value::String(text)) => Ok(Value::String(mark_unsafe(&text))),
-                    (_, value) => Ok(value),
-                }
+                let unsafe_tag = tag.as_deref() == Some("!unsafe");
+                Ok(mark_strings_unsafe_if(
+                    unsafe_tag && self.mark_unsafe_strings,
+                    value,
+                ))
             }
             NodeKind::Sequence { items, tag } => {
-                let unsafe_tag = self.check_collection_tag(node, tag.as_deref(), "seq")?;
+                let unsafe_tag = self.check_collection_tag(node, tag.as_deref(), "seq")?
+                    && self.mark_unsafe_strings;
                 let mut array = Vec::with_capacity(items.len());
                 for item in items {
                     array.push(self.construct(item)?);
@@ -526,7 +548,8 @@ impl<'a> Constructor<'a> {
                 Ok(mark_strings_unsafe_if(unsafe_tag, Value::Array(array)))
             }
             NodeKind::Mapping { tag, .. } => {
-                let unsafe_tag = self.check_collection_tag(node, tag.as_deref(), "map")?;
+                let unsafe_tag = self.check_collection_tag(node, tag.as_deref(), "map")?
+                    && self.mark_unsafe_strings;
                 let entries = self.construct_mapping(node)?;
                 let object: Map<String, Value> = entries
                     .into_iter()
@@ -1468,6 +1491,17 @@ mod tests {
         let value = parse("list: !unsafe ['{{ a }}', 3]\nmap: !unsafe {k: '{{ b }}'}\n");
         assert_eq!(value["list"], json!([mark_unsafe("{{ a }}"), 3]));
         assert_eq!(value["map"], json!({"k": mark_unsafe("{{ b }}")}));
+    }
+
+    #[test]
+    fn unsafe_unmarked_stays_plain() {
+        let text =
+            "a: !unsafe '{{ x }}'\nlist: !unsafe ['{{ a }}', 3]\nmap: !unsafe {k: '{{ b }}'}\n";
+        let value = parse_value_unmarked(text).expect("valid");
+        assert_eq!(
+            value,
+            json!({"a": "{{ x }}", "list": ["{{ a }}", 3], "map": {"k": "{{ b }}"}})
+        );
     }
 
     #[test]

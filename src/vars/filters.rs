@@ -17,7 +17,7 @@ use super::convert::{json_to_value, value_to_json};
 use super::json_text::{JsonLayout, dump_json};
 use super::lookup::{lookup, query};
 use super::text;
-use super::yaml_text::{YamlLayout, dump_yaml, load_yaml};
+use super::yaml_text::{YamlLayout, dump_yaml};
 
 /// Builds the template environment. Template files named in `{% include %}`, `{% import %}`
 /// and `lookup('template', ...)` are looked up in `template_dirs`, first match first.
@@ -333,14 +333,15 @@ fn to_nice_yaml(
     Ok(dump_yaml(&to_data(value)?, &layout))
 }
 
-/// `from_yaml`: parses YAML text with YAML 1.1 scalars. A value that is not text is returned
-/// unchanged, as Ansible does.
+/// `from_yaml`: parses one YAML document with the YAML 1.1 rules of [`crate::yaml`]. A value
+/// that is not text is returned unchanged, as Ansible does. `!unsafe` strings stay plain,
+/// because the filter's result is never rendered again.
 fn from_yaml(state: &State, value: &Value) -> Result<Value, Error> {
     ensure_defined(state, value)?;
     match value.as_str() {
-        Some(text) => load_yaml(text)
+        Some(text) => crate::yaml::parse_value_unmarked(text)
             .map(|json| json_to_value(&json))
-            .map_err(|message| invalid(format!("from_yaml: {message}"))),
+            .map_err(|error| invalid(format!("from_yaml: invalid YAML: {error}"))),
         None => Ok(value.clone()),
     }
 }
@@ -720,6 +721,61 @@ mod tests {
             serde_json::json!({"a": true, "b": [1, "x"]})
         );
         assert_eq!(eval("{'a': 1} | from_yaml"), serde_json::json!({"a": 1}));
+    }
+
+    /// Applies `from_yaml` to `text`, passed as a variable so that it needs no escaping.
+    fn from_yaml_of(text: &str) -> Result<Json, Error> {
+        let env = environment(Vec::new());
+        let value = env
+            .compile_expression("text | from_yaml")?
+            .eval(context! { text })?;
+        Ok(value_to_json(&value).unwrap())
+    }
+
+    #[test]
+    fn from_yaml_uses_yaml_1_1_scalars() {
+        let text = "a: yes\nb: off\nc: '010'\nd: 010\ne: 0x1f\nf: 1.5\ng: ~\nh: 15e-1\ni: !!str true\nj: 1:30\n";
+        assert_eq!(
+            from_yaml_of(text).unwrap(),
+            serde_json::json!({
+                "a": true, "b": false, "c": "010", "d": 8, "e": 31, "f": 1.5, "g": null,
+                "h": 1.5, "i": "true", "j": "1:30"
+            })
+        );
+    }
+
+    #[test]
+    fn from_yaml_resolves_anchors_and_merge_keys() {
+        let text = "base: &base {x: 1, y: 2}\nderived:\n  <<: *base\n  y: 3\nlist: [*base]\n";
+        assert_eq!(
+            from_yaml_of(text).unwrap(),
+            serde_json::json!({
+                "base": {"x": 1, "y": 2}, "derived": {"x": 1, "y": 3}, "list": [{"x": 1, "y": 2}]
+            })
+        );
+    }
+
+    #[test]
+    fn from_yaml_keeps_unsafe_text_plain() {
+        let text = "a: !unsafe '{{ x }}'\nb: !unsafe ['{% y %}']\n";
+        assert_eq!(
+            from_yaml_of(text).unwrap(),
+            serde_json::json!({"a": "{{ x }}", "b": ["{% y %}"]})
+        );
+    }
+
+    #[test]
+    fn from_yaml_of_comments_only_is_none() {
+        assert_eq!(from_yaml_of("# nothing here\n").unwrap(), Json::Null);
+    }
+
+    #[test]
+    fn from_yaml_reports_invalid_yaml() {
+        let error = from_yaml_of("a: 1\nb: [1, 2\n").unwrap_err().to_string();
+        assert!(error.contains("from_yaml: invalid YAML: line 3"), "{error}");
+
+        let error = from_yaml_of("a: 1\n---\nb: 2\n").unwrap_err().to_string();
+        assert!(error.contains("one YAML document"), "{error}");
     }
 
     #[test]

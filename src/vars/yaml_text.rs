@@ -1,118 +1,12 @@
-//! YAML text for the `from_yaml`, `to_yaml` and `to_nice_yaml` filters, following PyYAML (which
-//! Ansible uses): YAML 1.1 scalars (`yes`, `on` and `off` are booleans, `010` is octal), sorted
-//! keys, and block sequences under a key written at the key's indentation.
+//! YAML text for the `to_yaml` and `to_nice_yaml` filters, written the way PyYAML (which
+//! Ansible uses) writes it. Strings that YAML 1.1 would read as another type (`yes`, `010`) are
+//! quoted, keys are sorted, and a block sequence under a key starts at the key's indentation.
+//! The `from_yaml` filter reads YAML with [`crate::yaml`].
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use regex::Regex;
-use serde_json::{Map, Number, Value as Json};
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
-
-/// Parses the first YAML document of `text` into JSON data. An empty text is `null`.
-pub fn load_yaml(text: &str) -> Result<Json, String> {
-    let mut builder = TreeBuilder::default();
-    Parser::new_from_str(text)
-        .load(&mut builder, false)
-        .map_err(|err| format!("invalid YAML: {err}"))?;
-    Ok(builder.documents.into_iter().next().unwrap_or(Json::Null))
-}
-
-enum Frame {
-    Sequence {
-        anchor: usize,
-        items: Vec<Json>,
-    },
-    Mapping {
-        anchor: usize,
-        map: Map<String, Json>,
-        key: Option<(String, bool)>,
-    },
-}
-
-#[derive(Default)]
-struct TreeBuilder {
-    stack: Vec<Frame>,
-    anchors: HashMap<usize, Json>,
-    documents: Vec<Json>,
-}
-
-impl TreeBuilder {
-    fn finish_node(&mut self, anchor: usize, value: Json, merge_key: bool) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
-        }
-        match self.stack.last_mut() {
-            None => self.documents.push(value),
-            Some(Frame::Sequence { items, .. }) => items.push(value),
-            Some(Frame::Mapping { map, key, .. }) => match key.take() {
-                None => *key = Some((json_key(&value), merge_key)),
-                // `<<: *anchor` merges the anchored map's entries that the map does not set.
-                Some((_, true)) => merge_into(map, value),
-                Some((name, false)) => {
-                    map.insert(name, value);
-                }
-            },
-        }
-    }
-}
-
-fn merge_into(map: &mut Map<String, Json>, value: Json) {
-    let sources = match value {
-        Json::Array(items) => items,
-        other => vec![other],
-    };
-    for source in sources {
-        if let Json::Object(entries) = source {
-            for (name, item) in entries {
-                map.entry(name).or_insert(item);
-            }
-        }
-    }
-}
-
-fn json_key(value: &Json) -> String {
-    match value {
-        Json::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-impl MarkedEventReceiver for TreeBuilder {
-    fn on_event(&mut self, event: Event, _mark: Marker) {
-        match event {
-            Event::Scalar(text, style, anchor, tag) => {
-                let suffix = tag.as_ref().map(|tag| tag.suffix.as_str());
-                let merge_key = style == TScalarStyle::Plain && text == "<<" && suffix.is_none();
-                let value = resolve_scalar(text, style, suffix);
-                self.finish_node(anchor, value, merge_key);
-            }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Sequence {
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Mapping {
-                anchor,
-                map: Map::new(),
-                key: None,
-            }),
-            Event::SequenceEnd | Event::MappingEnd => {
-                let (anchor, value) = match self.stack.pop() {
-                    Some(Frame::Sequence { anchor, items }) => (anchor, Json::Array(items)),
-                    Some(Frame::Mapping { anchor, map, .. }) => (anchor, Json::Object(map)),
-                    None => return,
-                };
-                self.finish_node(anchor, value, false);
-            }
-            Event::Alias(anchor) => {
-                let value = self.anchors.get(&anchor).cloned().unwrap_or(Json::Null);
-                self.finish_node(0, value, false);
-            }
-            _ => {}
-        }
-    }
-}
+use serde_json::{Map, Value as Json};
 
 /// Regular expressions of PyYAML's implicit resolvers for YAML 1.1.
 struct Resolvers {
@@ -141,67 +35,6 @@ fn resolvers() -> &'static Resolvers {
         .expect("valid float pattern"),
         other: Regex::new(r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?.*|=|<<)$").expect("valid pattern"),
     })
-}
-
-/// Turns a scalar into JSON the way PyYAML's safe loader does.
-///
-/// Quoted scalars and `!!str` or `!unsafe` tags stay strings. Timestamps stay strings, and so
-/// do infinities and NaN, which JSON cannot hold.
-fn resolve_scalar(text: String, style: TScalarStyle, tag_suffix: Option<&str>) -> Json {
-    match tag_suffix {
-        Some("str") | Some("unsafe") => return Json::String(text),
-        Some("null") => return Json::Null,
-        _ => {}
-    }
-    if style != TScalarStyle::Plain && tag_suffix.is_none() {
-        return Json::String(text);
-    }
-
-    let resolvers = resolvers();
-    if resolvers.null.is_match(&text) {
-        return Json::Null;
-    }
-    if resolvers.boolean.is_match(&text) {
-        return Json::Bool(matches!(
-            text.to_ascii_lowercase().as_str(),
-            "yes" | "true" | "on"
-        ));
-    }
-    if resolvers.int.is_match(&text) {
-        if let Some(int) = parse_yaml11_int(&text) {
-            return Json::from(int);
-        }
-    }
-    if resolvers.float.is_match(&text) && !text.contains(':') {
-        let cleaned = text.replace('_', "");
-        if let Some(number) = cleaned.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Json::Number(number);
-        }
-    }
-    Json::String(text)
-}
-
-fn parse_yaml11_int(text: &str) -> Option<i64> {
-    let cleaned = text.replace('_', "");
-    let (negative, digits) = match cleaned.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, cleaned.strip_prefix('+').unwrap_or(&cleaned)),
-    };
-    let magnitude = if let Some(binary) = digits.strip_prefix("0b") {
-        i64::from_str_radix(binary, 2).ok()?
-    } else if let Some(hex) = digits.strip_prefix("0x") {
-        i64::from_str_radix(hex, 16).ok()?
-    } else if digits.contains(':') {
-        // Sexagesimal: 1:30 is 90.
-        digits.split(':').try_fold(0i64, |total, part| {
-            Some(total * 60 + part.parse::<i64>().ok()?)
-        })?
-    } else if digits.len() > 1 && digits.starts_with('0') {
-        i64::from_str_radix(&digits[1..], 8).ok()?
-    } else {
-        digits.parse::<i64>().ok()?
-    };
-    Some(if negative { -magnitude } else { magnitude })
 }
 
 /// The `yaml.dump` arguments that the filters expose.
@@ -489,6 +322,7 @@ fn double_quoted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yaml::parse_value;
     use serde_json::json;
 
     fn nice(indent: usize) -> YamlLayout {
@@ -497,37 +331,6 @@ mod tests {
             sort_keys: true,
             flow_leaves: false,
         }
-    }
-
-    #[test]
-    fn load_uses_yaml_1_1_scalars() {
-        let value = load_yaml("a: yes\nb: off\nc: '010'\nd: 010\ne: 0x1f\nf: 1.5\ng: ~\nh: 1e3\ni: !!str true\nj: 1:30\n").unwrap();
-        assert_eq!(
-            value,
-            json!({"a": true, "b": false, "c": "010", "d": 8, "e": 31, "f": 1.5, "g": null, "h": "1e3", "i": "true", "j": 90})
-        );
-    }
-
-    #[test]
-    fn load_resolves_anchors_and_merge_keys() {
-        let value =
-            load_yaml("base: &base {x: 1, y: 2}\nderived:\n  <<: *base\n  y: 3\nlist: [*base]\n")
-                .unwrap();
-        assert_eq!(
-            value,
-            json!({"base": {"x": 1, "y": 2}, "derived": {"y": 3, "x": 1}, "list": [{"x": 1, "y": 2}]})
-        );
-    }
-
-    #[test]
-    fn load_reports_invalid_yaml() {
-        let error = load_yaml("a: [1, 2\n").unwrap_err();
-        assert!(error.starts_with("invalid YAML"), "{error}");
-    }
-
-    #[test]
-    fn load_of_comments_only_is_null() {
-        assert_eq!(load_yaml("# nothing here\n").unwrap(), Json::Null);
     }
 
     #[test]
@@ -581,7 +384,7 @@ secrets:
         for item in value.as_array().unwrap() {
             let text = dump_yaml(&json!({ "k": item }), &nice(2));
             assert_eq!(
-                load_yaml(&text).unwrap(),
+                parse_value(&text).unwrap(),
                 json!({ "k": item }),
                 "round trip of {text}"
             );
