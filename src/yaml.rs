@@ -1102,30 +1102,51 @@ fn plan_string_fix(text: &str, scalar: Option<WrittenScalar>, fixes: &mut Vec<Fi
     }
 }
 
-/// Returns whether a YAML 1.1 reader (PyYAML, or this module) reads the plain scalar `text`
-/// as something other than the same string.
+/// Returns whether a YAML 1.1 reader reads the plain scalar `text` as something other than the
+/// same string. Besides [`reads_as_non_string`], this covers `y` and `n`, which the YAML 1.1
+/// boolean type lists but PyYAML reads as strings.
 fn yaml11_reads_as_non_string(text: &str) -> bool {
-    // Forms that PyYAML resolves but this module's reader keeps as strings: sexagesimal
-    // numbers, dates, the value and merge indicators, and the one-letter booleans of
-    // other YAML 1.1 readers.
-    static PYYAML_ONLY: LazyLock<Regex> = LazyLock::new(|| {
+    reads_as_non_string(text) || matches!(text, "y" | "Y" | "n" | "N")
+}
+
+/// Returns whether PyYAML or this module reads the plain scalar `text` as something other than
+/// the same string, so that a writer must quote it.
+pub(crate) fn reads_as_non_string(text: &str) -> bool {
+    // The implicit resolvers of PyYAML 6.0 (`yaml/resolver.py`): bool, float, int, merge, null,
+    // timestamp and value. They catch the forms that this module's reader keeps as strings,
+    // such as `1:30`, `2024-05-01` and integers beyond 64 bits.
+    static PYYAML_RESOLVERS: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
             r"(?x)^(?:
-                [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?
-              | [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt\ \t].*)?
-              | = | << | [yYnN]
+                yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF
+              | [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+              | \.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+              | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+              | [-+]?\.(?:inf|Inf|INF)
+              | \.(?:nan|NaN|NAN)
+              | [-+]?0b[0-1_]+
+              | [-+]?0[0-7_]+
+              | [-+]?(?:0|[1-9][0-9_]*)
+              | [-+]?0x[0-9a-fA-F_]+
+              | [-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+
+              | <<
+              | ~|null|Null|NULL|
+              | [0-9]{4}-[0-9]{2}-[0-9]{2}
+              | [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[\ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?
+                (?:[\ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?
+              | =
             )$",
         )
         .expect("valid regex")
     });
-    !matches!(resolve_plain(text), Value::String(ref resolved) if resolved == text)
-        || PYYAML_ONLY.is_match(text)
+    PYYAML_RESOLVERS.is_match(text)
+        || !matches!(resolve_plain(text), Value::String(ref resolved) if resolved == text)
 }
 
-/// Rewrites a float written by serde_yaml_ng (ryu's shortest form, such as `1e20` or
-/// `1.5e-7`) into the form PyYAML reads as a float: a dot in the mantissa and a signed
-/// exponent (`1.0e+20`).
-fn pyyaml_float_text(text: &str) -> String {
+/// Rewrites a float written in ryu's shortest form (as serde_yaml_ng and serde_json write it,
+/// such as `1e20` or `1.5e-7`) into the form PyYAML reads as a float: a dot in the mantissa and
+/// a signed exponent (`1.0e+20`).
+pub(crate) fn pyyaml_float_text(text: &str) -> String {
     let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
         return text.to_string();
     };
@@ -1169,7 +1190,7 @@ fn apply_fixes(yaml: &str, mut fixes: Vec<Fix>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -1860,7 +1881,8 @@ after: 1
         assert_eq!(vars["b"].origin.line, Some(3));
     }
 
-    fn round_trip_cases() -> Vec<Value> {
+    /// Values that a YAML writer must quote or format with care to read back the same.
+    pub(crate) fn round_trip_cases() -> Vec<Value> {
         let strings = [
             "yes",
             "No",
@@ -1879,6 +1901,8 @@ after: 1
             "0x1F",
             "0b11",
             "1_000",
+            "0_",
+            "18446744073709551616",
             "1e3",
             "1.5",
             ".5",
@@ -1966,7 +1990,10 @@ after: 1
 
     #[test]
     fn to_yaml_quotes_yaml11_strings() {
-        let value = json!({"a": "yes", "b": "on", "c": "0750", "d": "~", "e": "y", "f": "1_000"});
+        let value = json!({
+            "a": "yes", "b": "on", "c": "0750", "d": "~", "e": "y", "f": "1_000",
+            "g": "18446744073709551616", "h": "0_"
+        });
         let written = to_yaml_string(&value);
         for line in written.lines() {
             let (_, scalar) = line.split_once(": ").expect("key: value line");

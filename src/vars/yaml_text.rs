@@ -3,39 +3,9 @@
 //! quoted, keys are sorted, and a block sequence under a key starts at the key's indentation.
 //! The `from_yaml` filter reads YAML with [`crate::yaml`].
 
-use std::sync::OnceLock;
-
-use regex::Regex;
 use serde_json::{Map, Value as Json};
 
-/// Regular expressions of PyYAML's implicit resolvers for YAML 1.1.
-struct Resolvers {
-    null: Regex,
-    boolean: Regex,
-    int: Regex,
-    float: Regex,
-    /// Scalars that PyYAML reads as something other than a string (timestamps, `=`, `<<`)
-    /// and that therefore must be quoted when written.
-    other: Regex,
-}
-
-fn resolvers() -> &'static Resolvers {
-    static RESOLVERS: OnceLock<Resolvers> = OnceLock::new();
-    RESOLVERS.get_or_init(|| Resolvers {
-        null: Regex::new(r"^(?:~|null|Null|NULL|)$").expect("valid null pattern"),
-        boolean: Regex::new(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
-            .expect("valid boolean pattern"),
-        int: Regex::new(
-            r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
-        )
-        .expect("valid int pattern"),
-        float: Regex::new(
-            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        )
-        .expect("valid float pattern"),
-        other: Regex::new(r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?.*|=|<<)$").expect("valid pattern"),
-    })
-}
+use crate::yaml::{pyyaml_float_text, reads_as_non_string};
 
 /// The `yaml.dump` arguments that the filters expose.
 #[derive(Clone, Debug)]
@@ -231,12 +201,14 @@ fn flow_text(value: &Json, layout: &YamlLayout) -> String {
     }
 }
 
-/// Writes a scalar: plain when PyYAML would read it back as the same string, else single-quoted,
-/// else double-quoted with escapes (for line breaks and control characters).
+/// Writes a scalar: plain when PyYAML and [`crate::yaml`] would read it back as the same string,
+/// else single-quoted, else double-quoted with escapes (for line breaks and control characters).
+/// Floats get the dot and signed exponent that PyYAML needs to read them as floats.
 fn scalar_text(value: &Json, in_flow: bool) -> String {
     let text = match value {
         Json::Null => return "null".to_string(),
         Json::Bool(b) => return b.to_string(),
+        Json::Number(n) if n.is_f64() => return pyyaml_float_text(&n.to_string()),
         Json::Number(n) => return n.to_string(),
         Json::String(text) => text,
         Json::Array(_) | Json::Object(_) => {
@@ -257,13 +229,7 @@ fn needs_double_quotes(c: char) -> bool {
 }
 
 fn can_be_plain(text: &str, in_flow: bool) -> bool {
-    let resolvers = resolvers();
-    if resolvers.null.is_match(text)
-        || resolvers.boolean.is_match(text)
-        || resolvers.int.is_match(text)
-        || resolvers.float.is_match(text)
-        || resolvers.other.is_match(text)
-    {
+    if reads_as_non_string(text) {
         return false;
     }
     if text.starts_with(' ')
@@ -389,6 +355,31 @@ secrets:
                 "round trip of {text}"
             );
         }
+    }
+
+    #[test]
+    fn dump_round_trips_tricky_values() {
+        let flow = YamlLayout {
+            indent: 2,
+            sort_keys: false,
+            flow_leaves: true,
+        };
+        for layout in [nice(2), nice(4), flow] {
+            for value in crate::yaml::tests::round_trip_cases() {
+                let written = dump_yaml(&value, &layout);
+                let read = parse_value(&written).unwrap_or_else(|error| {
+                    panic!("re-parse failed for {value}: {error}\n{written}")
+                });
+                assert_eq!(read, value, "{layout:?} written as:\n{written}");
+            }
+        }
+    }
+
+    #[test]
+    fn floats_in_pyyaml_form() {
+        assert_eq!(dump_yaml(&json!([1e20]), &nice(2)), "- 1.0e+20\n");
+        assert_eq!(dump_yaml(&json!([1.5e-7]), &nice(2)), "- 1.5e-7\n");
+        assert_eq!(dump_yaml(&json!([2.5]), &nice(2)), "- 2.5\n");
     }
 
     #[test]
