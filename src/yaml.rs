@@ -203,7 +203,60 @@ pub fn load_vars_file_with_warnings(path: &Path, layer: Layer) -> Result<ParsedV
         column: 0,
         message: format!("failed to read the file: {error}"),
     })?;
-    parse_vars_with_warnings(&text, Some(path), layer)
+    parse_vars_file(&text, path, layer)
+}
+
+/// Parses `text`, the content of the variables file `path`, like [`parse_vars_with_warnings`].
+/// A `.json` file that the YAML reader rejects (for example because of tab indentation) is
+/// read again as plain JSON, without key lines.
+pub fn parse_vars_file(text: &str, path: &Path, layer: Layer) -> Result<ParsedVars, YamlError> {
+    let yaml_error = match parse_vars_with_warnings(text, Some(path), layer) {
+        Ok(parsed) => return Ok(parsed),
+        Err(error) => error,
+    };
+    if path.extension().is_none_or(|extension| extension != "json") {
+        return Err(yaml_error);
+    }
+
+    let value: Value = serde_json::from_str(text).map_err(|error| YamlError {
+        file: Some(path.to_path_buf()),
+        line: error.line(),
+        column: error.column(),
+        message: format!("invalid JSON: {}", json_error_message(&error)),
+    })?;
+    let Value::Object(object) = value else {
+        return Err(YamlError {
+            file: Some(path.to_path_buf()),
+            line: 1,
+            column: 1,
+            message: "expected a JSON object of variable names at the top level".to_string(),
+        });
+    };
+    let vars = object
+        .into_iter()
+        .map(|(name, value)| {
+            let origin = Origin {
+                layer,
+                file: Some(path.to_path_buf()),
+                line: None,
+            };
+            (name, RawVar { value, origin })
+        })
+        .collect();
+    Ok(ParsedVars {
+        vars,
+        warnings: Vec::new(),
+    })
+}
+
+/// Returns serde_json's message without its " at line L column C" suffix, which the
+/// error's position already gives.
+fn json_error_message(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message,
+    }
 }
 
 /// Marks `text` as never to be templated by wrapping it in a Jinja raw block, which renders
@@ -1879,6 +1932,29 @@ after: 1
         assert_eq!(vars["a"].value, json!("yes"));
         assert_eq!(vars["b"].value, json!([1, 2.5, null, true]));
         assert_eq!(vars["b"].origin.line, Some(3));
+    }
+
+    #[test]
+    fn load_vars_file_json_fallback() {
+        // A tab after ':' is valid JSON but not valid YAML.
+        let text = "{\"a\":\t1,\n\"c\": \"yes\"}\n";
+        assert!(
+            parse_value(text).is_err(),
+            "the YAML reader must reject {text:?}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("extra.json");
+        std::fs::write(&path, text).expect("write");
+        let vars = load_vars_file(&path, Layer::ExtraVars).expect("valid");
+        assert_eq!(vars["a"].value, json!(1));
+        assert_eq!(vars["c"].value, json!("yes"));
+        assert_eq!(vars["c"].origin.line, None);
+
+        let yaml_path = dir.path().join("extra.yml");
+        std::fs::write(&yaml_path, text).expect("write");
+        let error = load_vars_file(&yaml_path, Layer::ExtraVars).expect_err("YAML file");
+        assert!(error.message.contains("whitespace"), "{error}");
     }
 
     /// Values that a YAML writer must quote or format with care to read back the same.
