@@ -460,13 +460,7 @@ fn describe_json_kind(value: &Json) -> &'static str {
 /// `dict2items(key_name='key', value_name='value')`.
 fn dict2items(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     ensure_defined(state, value)?;
-    let key_name = kwargs
-        .get::<Option<String>>("key_name")?
-        .unwrap_or_else(|| "key".to_string());
-    let value_name = kwargs
-        .get::<Option<String>>("value_name")?
-        .unwrap_or_else(|| "value".to_string());
-    kwargs.assert_all_used()?;
+    let (key_name, value_name) = entry_field_names(&kwargs)?;
     let Json::Object(map) = to_data(value)? else {
         return Err(invalid("dict2items: expected a map"));
     };
@@ -482,9 +476,9 @@ fn dict2items(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Err
     Ok(json_to_value(&Json::Array(items)))
 }
 
-/// `items2dict(key_name='key', value_name='value')`.
-fn items2dict(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
-    ensure_defined(state, value)?;
+/// Reads the `key_name` and `value_name` arguments of `dict2items` and `items2dict`, which
+/// default to `key` and `value`, and rejects any other keyword argument.
+fn entry_field_names(kwargs: &Kwargs) -> Result<(String, String), Error> {
     let key_name = kwargs
         .get::<Option<String>>("key_name")?
         .unwrap_or_else(|| "key".to_string());
@@ -492,6 +486,13 @@ fn items2dict(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Err
         .get::<Option<String>>("value_name")?
         .unwrap_or_else(|| "value".to_string());
     kwargs.assert_all_used()?;
+    Ok((key_name, value_name))
+}
+
+/// `items2dict(key_name='key', value_name='value')`.
+fn items2dict(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    ensure_defined(state, value)?;
+    let (key_name, value_name) = entry_field_names(&kwargs)?;
     let Json::Array(items) = to_data(value)? else {
         return Err(invalid("items2dict: expected a list of maps"));
     };
@@ -819,11 +820,31 @@ mod tests {
     }
 
     #[test]
+    fn dict2items_rejects_unknown_argument() {
+        let env = environment(Vec::new());
+        let error = env
+            .render_str("{{ {'a': 1} | dict2items(name='x') }}", context! {})
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown keyword argument"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn collection_filters() {
         let cases = [
             (
                 "{'a': 1} | dict2items",
                 serde_json::json!([{"key": "a", "value": 1}]),
+            ),
+            (
+                "{'a': 1} | dict2items(key_name='name', value_name='v')",
+                serde_json::json!([{"name": "a", "v": 1}]),
+            ),
+            (
+                "[{'key': 'a', 'value': 1}] | items2dict",
+                serde_json::json!({"a": 1}),
             ),
             (
                 "[{'name': 'a', 'v': 1}] | items2dict(key_name='name', value_name='v')",
