@@ -6,6 +6,7 @@ mod cli;
 mod engine;
 mod inventory;
 mod primitives;
+mod python_literal;
 mod report;
 mod run;
 mod transport;
