@@ -238,7 +238,7 @@ fn validation_module(ctx: &Arc<HostContext>) -> Module {
 fn yaml_module() -> Module {
     let mut module = Module::new();
     module.set_native_fn("decode", |text: ImmutableString| -> RhaiResult<Dynamic> {
-        let value = crate::yaml::parse_value(&text)
+        let value = crate::yaml::parse_value_unmarked(&text)
             .map_err(|error| failure(FailureKind::BadInput, format!("yaml::decode: {error}")))?;
         to_dynamic(&value)
     });
@@ -247,7 +247,7 @@ fn yaml_module() -> Module {
     module.set_native_fn("encode", |value: Dynamic| -> RhaiResult<String> {
         let value = to_value(&value)?;
         let text = crate::yaml::to_yaml_string(&value);
-        match crate::yaml::parse_value(&text) {
+        match crate::yaml::parse_value_unmarked(&text) {
             Ok(read_back) if read_back == value => Ok(text),
             _ => Err(failure(
                 FailureKind::Failed,

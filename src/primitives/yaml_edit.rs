@@ -159,7 +159,7 @@ fn verify_edit(
     set: &serde_json::Map<String, Value>,
     remove: &[String],
 ) -> std::result::Result<(), String> {
-    let parse = |text: &str| crate::yaml::parse_value(text).map_err(|error| error.to_string());
+    let parse = |text: &str| crate::yaml::parse_value_unmarked(text).map_err(|error| error.to_string());
     let mut expected = match parse(old_text)? {
         Value::Null => Value::Object(serde_json::Map::new()),
         value => value,
@@ -240,7 +240,7 @@ mod tests {
             !edited.contains("experimental_features"),
             "an emptied map is removed: {edited}"
         );
-        let data = crate::yaml::parse_value(&edited).unwrap();
+        let data = crate::yaml::parse_value_unmarked(&edited).unwrap();
         assert_eq!(
             data["matrix_authentication_service"]["secret"],
             "s3cr\"et: #x"
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn strings_stay_strings_for_yaml_1_1() {
         let edited = edit("a: 1\n", json!({"flag": "yes", "mode": "0750"}), &[]);
-        let data = crate::yaml::parse_value(&edited).unwrap();
+        let data = crate::yaml::parse_value_unmarked(&edited).unwrap();
         assert_eq!(data["flag"], "yes");
         assert_eq!(data["mode"], "0750");
     }
@@ -277,7 +277,7 @@ mod tests {
     fn empty_document_gets_keys() {
         let edited = edit("", json!({"a": {"b": true}}), &[]);
         assert_eq!(
-            crate::yaml::parse_value(&edited).unwrap(),
+            crate::yaml::parse_value_unmarked(&edited).unwrap(),
             json!({"a": {"b": true}})
         );
     }
