@@ -222,3 +222,37 @@ fn disabling_mas_hands_login_back() {
     assert_eq!(data["password_config"]["enabled"], true);
     Synapse::start(&[&hs.config], hs.port);
 }
+
+/// Synapse asks MAS about every access token once it delegates: an unknown token is 401 when
+/// MAS answers, and 503 when MAS is unreachable.
+#[test]
+fn synapse_checks_tokens_with_mas() {
+    use support::synapse::{MasStandIn, http_get_with_token};
+
+    let hs = Homeserver::new();
+    let mas_port_placeholder = free_port();
+    let run = |web_port: u16| {
+        hs.root.setup(&[
+            "-e",
+            &format!("matrix_synapse_matrix_authentication_service_endpoint=http://127.0.0.1:{web_port}/auth/"),
+        ])
+    };
+    run(mas_port_placeholder).assert_status(0);
+    let stand_in = MasStandIn::start(&hs.root.mas().join("config/config.yaml"), hs.root.path());
+    run(stand_in.web_port).assert_status(0);
+
+    let synapse = Synapse::start(&[&hs.config], hs.port);
+    let (status, body) =
+        http_get_with_token(hs.port, "/_matrix/client/v3/account/whoami", "not-a-token").unwrap();
+    assert_eq!(status, 401, "{body}\n{}", synapse.log_text());
+    assert!(body.contains("M_UNKNOWN_TOKEN"), "{body}");
+
+    drop(stand_in);
+    let (status, body) = http_get_with_token(
+        hs.port,
+        "/_matrix/client/v3/account/whoami",
+        "another-token",
+    )
+    .unwrap();
+    assert_eq!(status, 503, "MAS unreachable: {body}");
+}

@@ -159,7 +159,8 @@ fn verify_edit(
     set: &serde_json::Map<String, Value>,
     remove: &[String],
 ) -> std::result::Result<(), String> {
-    let parse = |text: &str| crate::yaml::parse_value_unmarked(text).map_err(|error| error.to_string());
+    let parse =
+        |text: &str| crate::yaml::parse_value_unmarked(text).map_err(|error| error.to_string());
     let mut expected = match parse(old_text)? {
         Value::Null => Value::Object(serde_json::Map::new()),
         value => value,

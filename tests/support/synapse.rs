@@ -152,3 +152,90 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .to_string();
     Ok((status, body))
 }
+
+/// The MAS stand-in (tests/stand-ins/mas), running on loopback with a copy of a rendered
+/// config.yaml whose listeners are moved to free ports. Killed when dropped.
+pub struct MasStandIn {
+    child: Child,
+    pub web_port: u16,
+    pub internal_port: u16,
+}
+
+impl MasStandIn {
+    pub fn start(config_yaml: &Path, dir: &Path) -> MasStandIn {
+        let web_port = free_port();
+        let internal_port = free_port();
+        let mut config: serde_json::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(config_yaml).unwrap()).unwrap();
+        for listener in config["http"]["listeners"].as_array_mut().unwrap() {
+            let port = if listener["name"] == "internal" {
+                internal_port
+            } else {
+                web_port
+            };
+            listener["binds"] = serde_json::json!([{"host": "127.0.0.1", "port": port}]);
+        }
+        let copy = dir.join("mas-stand-in.yaml");
+        std::fs::write(&copy, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+
+        let binary =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/mas-stand-in");
+        let binary = std::env::var_os("MASRUN_TEST_MAS_STAND_IN")
+            .map(PathBuf::from)
+            .unwrap_or(binary);
+        assert!(
+            binary.exists(),
+            "MAS stand-in not built at {}; cargo test builds examples",
+            binary.display()
+        );
+        let child = Command::new(binary)
+            .arg("--config")
+            .arg(&copy)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stand_in = MasStandIn {
+            child,
+            web_port,
+            internal_port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(internal_port, "/auth/health").is_err() {
+            assert!(Instant::now() < deadline, "MAS stand-in did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stand_in
+    }
+}
+
+impl Drop for MasStandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 request with an `Authorization: Bearer` header; returns status and body.
+pub fn http_get_with_token(port: u16, path: &str, token: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Ok((status, body))
+}
