@@ -91,7 +91,9 @@ pub struct ParsedVars {
     pub warnings: Vec<YamlWarning>,
 }
 
-/// Parses one YAML document into a JSON value. Empty text is `Null`.
+/// Parses one YAML document into a JSON value, wrapping `!unsafe` strings as variables are.
+/// Empty text is `Null`. Only the tests read single values this way.
+#[cfg(test)]
 pub fn parse_value(text: &str) -> Result<Value, YamlError> {
     parse_value_with_warnings(text, None).map(|(value, _)| value)
 }
@@ -105,6 +107,7 @@ pub fn parse_value_unmarked(text: &str) -> Result<Value, YamlError> {
 
 /// Parses one YAML document into a JSON value and returns the warnings next to it. `file` is
 /// only used to name the source in errors and warnings.
+#[cfg(test)]
 pub fn parse_value_with_warnings(
     text: &str,
     file: Option<&Path>,
