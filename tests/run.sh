@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd; do
+for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd \
+    /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client ip:iproute2; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if ((${#missing[@]})); then
@@ -13,6 +14,9 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
 fi
+
+# sshd refuses to start without its privilege separation directory.
+mkdir -p /run/sshd
 
 if [ ! -f ../shared/reference/mas-config.schema.json ]; then
     echo "tests/run.sh: ../shared/reference/mas-config.schema.json is missing; the schema test needs it" >&2

@@ -14,7 +14,11 @@ pub struct Netns {
 impl Netns {
     /// Creates namespace `name` with loopback up.
     pub fn create(name: &str) -> Netns {
-        let _ = Command::new("ip").args(["netns", "delete", name]).status();
+        // A namespace left over from a killed earlier run would make `add` fail.
+        let _ = Command::new("ip")
+            .args(["netns", "delete", name])
+            .stderr(std::process::Stdio::null())
+            .status();
         run_checked("ip", &["netns", "add", name]);
         let namespace = Netns {
             name: name.to_string(),
@@ -30,7 +34,20 @@ impl Netns {
         let there = format!("{veth}b");
         run_checked(
             "ip",
-            &["link", "add", &here, "netns", &self.name, "type", "veth", "peer", "name", &there, "netns", &other.name],
+            &[
+                "link",
+                "add",
+                &here,
+                "netns",
+                &self.name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &there,
+                "netns",
+                &other.name,
+            ],
         );
         let ours = format!("{prefix}.1");
         let theirs = format!("{prefix}.2");
@@ -43,7 +60,12 @@ impl Netns {
 
     /// The argument prefix that runs a program inside this namespace.
     pub fn prefix(&self) -> Vec<String> {
-        vec!["ip".into(), "netns".into(), "exec".into(), self.name.clone()]
+        vec![
+            "ip".into(),
+            "netns".into(),
+            "exec".into(),
+            self.name.clone(),
+        ]
     }
 
     pub fn exec_checked(&self, argv: &[&str]) {
@@ -271,7 +293,10 @@ fn keygen(path: &Path) {
 
 fn public_key_text(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
-    text.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A TCP port nothing listens on right now.
@@ -280,4 +305,164 @@ pub fn unused_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("bind an ephemeral port")
+}
+
+impl Sshd {
+    /// Starts the server again after [`Sshd::kill`], with the same port and keys.
+    pub fn restart(&mut self) {
+        assert!(self.pid.is_none(), "restart needs a stopped server");
+        let path = self.dir.path();
+        let _ = std::fs::remove_file(path.join("sshd.pid"));
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(ns) = &self.netns {
+            argv.extend(["ip".into(), "netns".into(), "exec".into(), ns.clone()]);
+        }
+        argv.extend([
+            "/usr/sbin/sshd".into(),
+            "-f".into(),
+            path.join("sshd_config").display().to_string(),
+            "-E".into(),
+            path.join("sshd.log").display().to_string(),
+        ]);
+        let status = Command::new(&argv[0])
+            .args(&argv[1..])
+            .status()
+            .expect("sshd starts");
+        assert!(status.success(), "sshd failed to restart: {}", self.log());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path.join("sshd.pid"))
+                && let Ok(pid) = text.trim().parse::<u32>()
+            {
+                self.pid = Some(pid);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not restart: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// PIDs of this server's session processes whose command line contains `needle`.
+    pub fn sessions_running(&self, needle: &str) -> Vec<u32> {
+        let Some(pid) = self.pid else {
+            return Vec::new();
+        };
+        descendants(pid)
+            .into_iter()
+            .filter(|child| {
+                std::fs::read(format!("/proc/{child}/cmdline"))
+                    .map(|bytes| {
+                        String::from_utf8_lossy(&bytes)
+                            .replace('\0', " ")
+                            .trim_end()
+                            .ends_with(needle)
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+}
+
+/// A project directory for SSH runs: `inventory/hosts`, a host_vars copy of the example
+/// host's vars.yml for each host, a known_hosts file, and a HOME with an empty `.ssh`, so the
+/// tester's own ssh configuration and agent stay out of the run.
+pub struct SshProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl SshProject {
+    /// `hosts` are `(inventory name, inline variables)` lines of the `[matrix_servers]` group.
+    pub fn new(hosts: &[(&str, String)]) -> SshProject {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let inventory = dir.path().join("inventory");
+        let example = super::repo_root().join("inventory/host_vars/matrix.example.com/vars.yml");
+        let mut lines = String::from("[matrix_servers]\n");
+        for (name, vars) in hosts {
+            lines.push_str(&format!("{name} {vars}\n"));
+            let host_vars = inventory.join("host_vars").join(name);
+            std::fs::create_dir_all(&host_vars).unwrap();
+            std::fs::copy(&example, host_vars.join("vars.yml")).unwrap();
+        }
+        std::fs::write(inventory.join("hosts"), lines).unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        std::fs::write(dir.path().join("known_hosts"), "").unwrap();
+        SshProject { dir }
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.path().join("inventory/hosts")
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// Adds each server's key to the known_hosts file.
+    pub fn trust(&self, servers: &[&Sshd]) {
+        let mut text = std::fs::read_to_string(self.known_hosts()).unwrap();
+        for server in servers {
+            text.push_str(&server.known_hosts_line());
+        }
+        std::fs::write(self.known_hosts(), text).unwrap();
+    }
+
+    /// Writes a task file into the project and returns its path.
+    pub fn task(&self, name: &str, source: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, source).unwrap();
+        path
+    }
+
+    /// The masrun command line for this project: JSON output, the inventory and known_hosts,
+    /// then `args`.
+    pub fn command(&self, prefix: &[String], args: &[String]) -> Command {
+        let binary = env!("CARGO_BIN_EXE_masrun").to_string();
+        let mut argv: Vec<String> = prefix.to_vec();
+        argv.push(binary);
+        argv.extend([
+            "--output".into(),
+            "json".into(),
+            "-i".into(),
+            self.inventory().display().to_string(),
+            "--known-hosts".into(),
+            self.known_hosts().display().to_string(),
+        ]);
+        argv.extend(args.iter().cloned());
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .current_dir(super::repo_root())
+            .env("HOME", self.home())
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    pub fn run(&self, args: &[String]) -> super::Run {
+        self.run_in(&[], args)
+    }
+
+    /// Runs masrun with `prefix` in front (such as `ip netns exec NS`).
+    pub fn run_in(&self, prefix: &[String], args: &[String]) -> super::Run {
+        let output = self
+            .command(prefix, args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("masrun runs");
+        super::Run { output }
+    }
+}
+
+/// Turns string slices into owned arguments.
+pub fn args(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| word.to_string()).collect()
 }
