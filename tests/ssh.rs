@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use support::sshd::{Netns, SshProject, Sshd, args, unused_port};
 use support::{HOST, Run, TEST_UID, TEST_USER, TestRoot};
 
-/// Every path under `root` with its mode, owner and (for files outside `data/keys`, whose
-/// keys are random) its contents with `root` replaced by `ROOT`.
+/// Lists every path under `root` with its mode, owner, and contents with `root` replaced by
+/// `ROOT`. Files under `data/keys` have no contents here, because the keys are random.
 fn snapshot(root: &Path) -> BTreeMap<String, (u32, u32, u32, Option<String>)> {
     let mut entries = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
@@ -266,7 +266,7 @@ file::content(#{{ path: "{}/note.txt", content: "written as the become user\n", 
     assert_eq!(note.mode() & 0o7777, 0o640);
 }
 
-/// Polls `condition` every 50 ms until it holds or `limit` passes.
+/// Polls `condition` every 50 ms until it is true or `limit` passes.
 fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -515,4 +515,82 @@ file::content(#{{ path: `${{dir}}/${{host_name()}}-2.txt`, content: "two\n" }});
     let error = events[0]["error"].as_str().unwrap();
     assert!(error.contains("wait on b"), "step named: {error}");
     assert!(!work.path().join("b.example.com-2.txt").exists());
+}
+
+#[test]
+fn proxy_jump_from_ssh_config() {
+    let jump = Sshd::start();
+    let target = Sshd::start();
+    let vars = format!(
+        "ansible_host=target-alias ansible_user=root ansible_ssh_private_key_file={}",
+        target.client_key.display()
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&jump, &target]);
+    std::fs::write(
+        project.home().join(".ssh/config"),
+        format!(
+            "Host target-alias\n  HostName 127.0.0.1\n  Port {}\n  ProxyJump root@127.0.0.1:{}\n\
+             Host 127.0.0.1\n  IdentityFile {}\n",
+            target.port,
+            jump.port,
+            jump.client_key.display()
+        ),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let task = project.task(
+        "jump.rhai",
+        &format!(
+            "file::content(#{{ path: \"{}/jumped.txt\", content: \"through the jump host\\n\" }});\n",
+            work.path().display()
+        ),
+    );
+
+    let run = project.run(&["-vv".into(), task.display().to_string()]);
+    run.assert_status(0);
+    assert!(work.path().join("jumped.txt").exists());
+    assert!(
+        jump.log().contains("Accepted publickey for root"),
+        "the jump host saw the login: {}",
+        jump.log()
+    );
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains(&format!("connecting to root@127.0.0.1:{}", jump.port)),
+        "-vv names the jump host:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("offering key file {}", jump.client_key.display())),
+        "-vv names the key offered:\n{stderr}"
+    );
+}
+
+#[test]
+fn encrypted_key_without_terminal_fails_clearly() {
+    let server = Sshd::start();
+    let locked = server.dir.path().join("locked_ed25519");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "correct horse", "-f"])
+        .arg(&locked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let vars = format!(
+        "ansible_host=127.0.0.1 ansible_port={} ansible_user=root ansible_ssh_private_key_file={}",
+        server.port,
+        locked.display()
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&server]);
+    let task = project.task("noop.rhai", "file::stat(\"/\");\n");
+
+    let run = project.run(&[task.display().to_string()]);
+    run.assert_status(3);
+    let output = run.all_output();
+    assert!(
+        output.contains("is encrypted and there is no terminal to ask for its passphrase"),
+        "{output}"
+    );
+    assert!(output.contains("ssh-add"), "{output}");
 }

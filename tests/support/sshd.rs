@@ -30,35 +30,42 @@ impl Netns {
     /// Links two namespaces with a veth pair and gives each end an address in `prefix.0/24`
     /// (`prefix.1` here, `prefix.2` there). Returns both addresses.
     pub fn link(&self, other: &Netns, prefix: &str, veth: &str) -> (String, String) {
-        let here = format!("{veth}a");
-        let there = format!("{veth}b");
+        let near_end = format!("{veth}a");
+        let far_end = format!("{veth}b");
         run_checked(
             "ip",
             &[
                 "link",
                 "add",
-                &here,
+                &near_end,
                 "netns",
                 &self.name,
                 "type",
                 "veth",
                 "peer",
                 "name",
-                &there,
+                &far_end,
                 "netns",
                 &other.name,
             ],
         );
         let ours = format!("{prefix}.1");
         let theirs = format!("{prefix}.2");
-        self.exec_checked(&["ip", "addr", "add", &format!("{ours}/24"), "dev", &here]);
-        self.exec_checked(&["ip", "link", "set", &here, "up"]);
-        other.exec_checked(&["ip", "addr", "add", &format!("{theirs}/24"), "dev", &there]);
-        other.exec_checked(&["ip", "link", "set", &there, "up"]);
+        self.exec_checked(&["ip", "addr", "add", &format!("{ours}/24"), "dev", &near_end]);
+        self.exec_checked(&["ip", "link", "set", &near_end, "up"]);
+        other.exec_checked(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{theirs}/24"),
+            "dev",
+            &far_end,
+        ]);
+        other.exec_checked(&["ip", "link", "set", &far_end, "up"]);
         (ours, theirs)
     }
 
-    /// The argument prefix that runs a program inside this namespace.
+    /// Returns the argument prefix that runs a program inside this namespace.
     pub fn prefix(&self) -> Vec<String> {
         vec![
             "ip".into(),
@@ -200,7 +207,7 @@ impl Sshd {
         }
     }
 
-    /// The known_hosts line for this server.
+    /// Returns the known_hosts line for this server.
     pub fn known_hosts_line(&self) -> String {
         let name = if self.port == 22 {
             self.address.clone()
@@ -210,7 +217,7 @@ impl Sshd {
         format!("{name} {}\n", self.host_key)
     }
 
-    /// The inventory variables that reach this server as root.
+    /// Returns the inventory variables that reach this server as root.
     pub fn inventory_vars(&self) -> String {
         format!(
             "ansible_host={} ansible_port={} ansible_user=root ansible_ssh_private_key_file={}",
@@ -251,7 +258,7 @@ impl Drop for Sshd {
     }
 }
 
-/// Every process below `pid`, from /proc.
+/// Lists every process below `pid`, from /proc.
 pub fn descendants(pid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -299,7 +306,7 @@ fn public_key_text(path: &Path) -> String {
         .join(" ")
 }
 
-/// A TCP port nothing listens on right now.
+/// Returns a TCP port nothing listens on right now.
 pub fn unused_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -368,7 +375,7 @@ impl Sshd {
 }
 
 /// A project directory for SSH runs: `inventory/hosts`, a host_vars copy of the example
-/// host's vars.yml for each host, a known_hosts file, and a HOME with an empty `.ssh`, so the
+/// host's vars.yml for each host, a known_hosts file, and a HOME with an empty `.ssh`. The
 /// tester's own ssh configuration and agent stay out of the run.
 pub struct SshProject {
     pub dir: tempfile::TempDir,
@@ -421,8 +428,8 @@ impl SshProject {
         path
     }
 
-    /// The masrun command line for this project: JSON output, the inventory and known_hosts,
-    /// then `args`.
+    /// Builds the masrun command for this project: JSON output, the inventory and
+    /// known_hosts, then `args`.
     pub fn command(&self, prefix: &[String], args: &[String]) -> Command {
         let binary = env!("CARGO_BIN_EXE_masrun").to_string();
         let mut argv: Vec<String> = prefix.to_vec();

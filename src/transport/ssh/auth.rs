@@ -23,7 +23,7 @@ fn key_cache() -> &'static tokio::sync::Mutex<HashMap<PathBuf, Arc<PrivateKey>>>
 }
 
 /// Authenticates `endpoint.user`, trying in order: the configured key files (through the
-/// agent when it holds the same key), the agent's other keys unless `IdentitiesOnly`, then,
+/// agent when it has the same key), the agent's other keys unless `IdentitiesOnly`, then,
 /// when nothing is configured, `~/.ssh/id_ed25519`, `id_ecdsa` and `id_rsa`.
 pub async fn authenticate(
     session: &mut Handle<ClientHandler>,
@@ -79,8 +79,8 @@ pub async fn authenticate(
     let mut offered_by_agent: Vec<PublicKey> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
 
-    // Configured files first; a file whose public key the agent holds is signed by the agent,
-    // so its passphrase is never needed.
+    // Configured files come first. The agent signs for a file whose public key it has, so
+    // that file's passphrase is never needed.
     let mut file_keys = Vec::new();
     for file in &files {
         let public = read_public_key(file);

@@ -13,7 +13,7 @@ use ssh2_config::{HostParams, ParseRule, SshConfig};
 
 use super::known_hosts::HostKeyPolicy;
 
-/// masrun's defaults where neither the inventory nor ssh_config says otherwise.
+/// masrun's defaults where neither the inventory nor ssh_config sets a value.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const DEFAULT_KEEPALIVE_MAX: usize = 3;
@@ -92,8 +92,8 @@ impl ClientConfig {
         })
     }
 
-    /// The merged ssh_config parameters for `alias`: the user's file first, as in OpenSSH the
-    /// first value found wins.
+    /// Merges the ssh_config parameters for `alias`, the user's file first, because in
+    /// OpenSSH the first value found wins.
     fn query(&self, alias: &str) -> Option<HostParams> {
         let mut merged: Option<HostParams> = None;
         for config in [&self.user_config, &self.system_config]
@@ -312,7 +312,7 @@ impl ClientConfig {
         }
     }
 
-    /// The key files OpenSSH offers when none is configured, those that exist.
+    /// Lists the existing key files that OpenSSH offers when none is configured.
     pub fn default_identity_files(&self) -> Vec<PathBuf> {
         let Some(home) = &self.home else {
             return Vec::new();
@@ -346,7 +346,7 @@ fn parse_config_file(path: &Path, home: &Path) -> Result<Option<SshConfig>, Stri
         })
 }
 
-/// The first value of an option ssh2-config keeps as text only.
+/// Returns the first value of an option that ssh2-config keeps as text only.
 fn unsupported_value(params: &HostParams, field: &str) -> Option<String> {
     params
         .unsupported_fields
@@ -419,13 +419,13 @@ fn local_user_name() -> String {
         .unwrap_or_else(|| "root".to_string())
 }
 
-/// The name and home directory of the effective user, from the password database.
+/// Looks up the name and home directory of the effective user in the password database.
 fn passwd_entry() -> Option<(String, PathBuf)> {
     let mut buffer = vec![0u8; 4096];
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes into `entry` and `buffer`, both valid for the given sizes, and
-    // sets `result` to `&entry` or null; the strings it points to live in `buffer`.
+    // SAFETY: getpwuid_r writes into `entry` and `buffer`, both valid for the given sizes. It
+    // sets `result` to `&entry` or null, and the strings it points to live in `buffer`.
     let status = unsafe {
         libc::getpwuid_r(
             libc::geteuid(),

@@ -1,6 +1,7 @@
-//! Commands over SSH: the command line sent in an `exec` request (argument vector quoted for
-//! the login shell, the `env`, working directory and become wrappers), and a session channel
-//! that is always closed, and whose command is stopped when its future is dropped.
+//! Commands over SSH. This module builds the command line of an `exec` request: the argument
+//! vector quoted for the login shell, inside the `env`, working directory and become wrappers.
+//! It also runs the session channel, which is always closed, and whose command is stopped
+//! when its future is dropped.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,7 +27,7 @@ pub async fn wait_for_cleanups(limit: Duration) {
     }
 }
 
-/// How a command runs as another user.
+/// The method that runs a command as another user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BecomeMethod {
     /// `runuser`, when the connecting user is root: it needs no sudo on the host.
@@ -50,8 +51,9 @@ pub fn become_wrapper(method: &BecomeMethod, user: &str) -> Vec<String> {
 
 /// Runs `"$@"` with the first `$1` bytes of stdin as its input, then treats the end of stdin
 /// as a stop request. masrun keeps the channel's stdin open while the command runs, so the end
-/// comes only when masrun cancels the command or the channel or connection goes away; sshd
-/// itself neither signals a root login's commands nor kills them when a channel closes.
+/// comes only when masrun cancels the command or the channel or connection goes away. sshd
+/// does neither itself: OpenSSH 9.2 rejects signal requests in a root login's session and
+/// leaves commands running when their channel closes.
 const LIFELINE: &str = r#"n=$1; shift
 d=$(mktemp -d) || exit 125
 mkfifo "$d/in" || { rm -rf "$d"; exit 125; }
@@ -67,7 +69,7 @@ exit "$s""#;
 /// The string for the `exec` request: the [`LIFELINE`] wrapper around the quoted words.
 ///
 /// `env` values and the working directory appear on the host's process list while the
-/// command starts, so they must not be secrets; stdin is the channel for those.
+/// command starts, so they must not be secrets. Secrets go on stdin.
 pub fn command_line(request: &ExecRequest, wrapper: &[String], stdin_len: usize) -> String {
     let mut words: Vec<String> = vec![
         "sh".into(),

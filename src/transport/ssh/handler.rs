@@ -10,12 +10,12 @@ use russh::keys::PublicKeyOrCertificate;
 
 use super::known_hosts::{HostKeyPolicy, KnownHosts, Verdict, fingerprint, openssh_key_text};
 
-/// Why a connection could not be set up or ended.
+/// The reason a connection could not be set up or ended.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
     #[error(transparent)]
     Ssh(#[from] russh::Error),
-    /// The host key was rejected; the message says why and what to do.
+    /// The host key was rejected. The message gives the reason and the fix.
     #[error("{0}")]
     HostKey(String),
 }

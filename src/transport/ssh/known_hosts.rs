@@ -1,7 +1,7 @@
 //! Host key verification against OpenSSH `known_hosts` files: plain, wildcard, negated,
 //! `[host]:port` and hashed (`|1|salt|hash`) host patterns, and the `@revoked` marker.
 //! This module decides whether a presented key is trusted and appends keys the operator chose
-//! to accept; it never lets a connection go on without a verdict.
+//! to accept. Every lookup ends in a verdict, and only [`Verdict::Known`] lets a connection go on.
 
 use std::fs;
 use std::io::Write;
@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use russh::keys::{HashAlg, PublicKey};
 use sha1::Sha1;
 
-/// What masrun does with a host whose key is not in any known_hosts file.
+/// The handling of a host whose key is not in any known_hosts file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HostKeyPolicy {
     /// Reject the host (OpenSSH's `StrictHostKeyChecking yes`).
@@ -70,8 +70,8 @@ pub struct KnownHosts {
     append_lock: Mutex<()>,
 }
 
-/// The name a host is listed under: `host` for port 22, `[host]:port` otherwise, as OpenSSH
-/// writes it.
+/// Returns the name a host is listed under: `host` for port 22, `[host]:port` otherwise, as
+/// OpenSSH writes it.
 pub fn host_entry_name(host: &str, port: u16) -> String {
     if port == 22 {
         host.to_string()
@@ -85,7 +85,7 @@ pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// The key as a known_hosts or authorized_keys field pair: `ssh-ed25519 AAAA...`.
+/// Formats the key as a known_hosts field pair: `ssh-ed25519 AAAA...`.
 pub fn openssh_key_text(key: &PublicKey) -> String {
     let mut key = key.clone();
     key.set_comment("");
@@ -139,8 +139,8 @@ impl KnownHosts {
         Ok(entries)
     }
 
-    /// The key algorithms listed for `name`, so the connection can ask the server for a key
-    /// the operator already trusts.
+    /// Lists the key algorithms known for `name`, so the connection can ask the server for a
+    /// key the operator already trusts.
     pub fn known_algorithms(&self, name: &str) -> Vec<String> {
         let mut algorithms: Vec<String> = Vec::new();
         for entry in self.entries().unwrap_or_default() {
@@ -343,7 +343,7 @@ mod tests {
         (dir, store)
     }
 
-    /// The `|1|salt|hash` form `ssh-keygen -H` writes for `name`.
+    /// Hashes `name` into the `|1|salt|hash` form that `ssh-keygen -H` writes.
     fn hashed(name: &str, salt: &[u8]) -> String {
         let mut mac = Hmac::<Sha1>::new_from_slice(salt).unwrap();
         mac.update(name.as_bytes());

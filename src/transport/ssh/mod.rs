@@ -4,7 +4,7 @@
 //! direct-streamlocal channels. At most [`MAX_CHANNELS`] channels are open at once.
 //!
 //! A failure of the connection itself becomes [`TransportError::Unreachable`], so the run
-//! reports the host as unreachable; anything the host carried out and reported as failed
+//! reports the host as unreachable. An operation the host carried out and reported as failed
 //! stays an ordinary error.
 
 mod auth;
@@ -42,8 +42,8 @@ use sftp::{Failure, Fetched, Sftp};
 /// default `MaxSessions 10`, with room for an operator's own session.
 const MAX_CHANNELS: usize = 8;
 
-/// Where sftp-server lives on Debian and Ubuntu, RHEL and Fedora, Arch, and Alpine, for
-/// running it through sudo when the host's commands and files belong to another user.
+/// Paths of sftp-server on Debian and Ubuntu, RHEL and Fedora, Arch, and Alpine, for running
+/// it through sudo when the host's commands and files belong to another user.
 const SFTP_SERVER_PATHS: &[&str] = &[
     "/usr/lib/openssh/sftp-server",
     "/usr/libexec/openssh/sftp-server",
@@ -261,7 +261,7 @@ pub struct SshTransport {
     /// Connections to jump hosts, which carry `session` and must live as long.
     _jump_sessions: Vec<Handle<ClientHandler>>,
     disconnect: DisconnectNote,
-    /// Permits for exec and stream channels; the SFTP session holds the remaining one.
+    /// Permits for exec and stream channels. The SFTP session uses the remaining channel.
     channels: Arc<Semaphore>,
     round_trips: RoundTrips,
     become_: Option<BecomeState>,
@@ -270,7 +270,7 @@ pub struct SshTransport {
 }
 
 impl SshTransport {
-    /// The error for an operation that failed because the connection is gone.
+    /// Builds the error for an operation that failed because the connection is gone.
     fn lost(&self, detail: &str) -> TransportError {
         let reason = self
             .disconnect
@@ -289,7 +289,7 @@ impl SshTransport {
     fn russh_error(&self, operation: &str, error: russh::Error) -> TransportError {
         match error {
             russh::Error::ChannelOpenFailure(reason) => TransportError::Other(format!(
-                "{} refused to open a channel for {operation}: {reason:?}",
+                "{} rejected the channel for {operation}: {reason:?}",
                 self.label
             )),
             other => self.lost(&other.to_string()),
@@ -534,7 +534,7 @@ impl SshTransport {
                 Ok(output)
             }
             ChannelOutcome::Refused => Err(TransportError::Other(format!(
-                "{} refused to run the command {}",
+                "{} rejected the exec request for {}",
                 self.label,
                 request.argv.first().map(String::as_str).unwrap_or_default()
             ))),

@@ -82,7 +82,7 @@ fn ownership(attrs: FileAttrs) -> Option<(u32, u32)> {
     Some((attrs.uid.unwrap_or(u32::MAX), attrs.gid.unwrap_or(u32::MAX)))
 }
 
-/// An SSH `string`: length, then bytes.
+/// Appends an SSH `string`: length, then bytes.
 fn put_string(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&(text.len() as u32).to_be_bytes());
     out.extend_from_slice(text.as_bytes());
@@ -93,7 +93,7 @@ pub struct Sftp {
     extensions: HashMap<String, String>,
 }
 
-/// What [`Sftp::fetch`] found at one path.
+/// The stat and contents [`Sftp::fetch`] found at one path.
 pub struct Fetched {
     pub stat: FileStat,
     /// The contents, for anything but a directory.
