@@ -49,6 +49,17 @@ pub struct Cli {
     #[arg(short, long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub forks: u16,
 
+    /// known_hosts file to verify SSH host keys against, and to record accepted keys in
+    /// (default: ~/.ssh/known_hosts, also reading /etc/ssh/ssh_known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// What to do with a host whose SSH key is not in known_hosts: `strict` rejects it,
+    /// `accept-new` records it. A changed key is always rejected. Overrides the inventory's
+    /// masrun_host_key_policy.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub host_key_policy: Option<HostKeyPolicyArg>,
+
     /// The task to run: a word such as `setup` (scripts/setup.rhai) or a path to a .rhai file.
     #[arg(value_name = "TASK")]
     pub task: String,
@@ -60,6 +71,12 @@ pub struct Cli {
         allow_hyphen_values = true
     )]
     pub args: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HostKeyPolicyArg {
+    Strict,
+    AcceptNew,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -79,6 +96,8 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
     "--output",
     "-f",
     "--forks",
+    "--known-hosts",
+    "--host-key-policy",
 ];
 /// masrun's own flags without a value.
 const FLAGS: &[&str] = &["-C", "--check", "-D", "--diff"];

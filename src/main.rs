@@ -24,12 +24,13 @@ fn main() -> ExitCode {
     ExitCode::from(status as u8)
 }
 
-/// Diagnostics go to stderr through `tracing`; `-vvv` turns on debug, `RUST_LOG` overrides.
+/// Diagnostics go to stderr through `tracing`; `-vv` adds info (such as the SSH keys offered),
+/// `-vvv` debug, and `RUST_LOG` overrides.
 fn init_logging(verbosity: u8) {
-    let default = if verbosity >= 3 {
-        "masrun=debug"
-    } else {
-        "masrun=warn"
+    let default = match verbosity {
+        0 | 1 => "masrun=warn",
+        2 => "masrun=info",
+        _ => "masrun=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

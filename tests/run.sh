@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd nginx:nginx-light; do
+for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd nginx:nginx-light \
+    /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client ip:iproute2; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if ((${#missing[@]})); then
@@ -28,6 +29,9 @@ if [ ! -x "$synapse_venv/bin/synapse_homeserver" ]; then
     "$synapse_venv/bin/pip" install -q 'matrix-synapse>=1.136'
 fi
 export MASRUN_TEST_SYNAPSE_VENV=$synapse_venv
+
+# sshd refuses to start without its privilege separation directory.
+mkdir -p /run/sshd
 
 if [ ! -f ../shared/reference/mas-config.schema.json ]; then
     echo "tests/run.sh: ../shared/reference/mas-config.schema.json is missing; the schema test needs it" >&2

@@ -91,6 +91,19 @@ impl PrimitiveError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, PrimitiveError::Transport(error) if error.is_unreachable())
     }
+
+    /// Names the step that was running in an unreachable error, which the run reports once
+    /// for the host instead of as a failed step.
+    fn during_step(self, step: &str) -> PrimitiveError {
+        match self {
+            PrimitiveError::Transport(TransportError::Unreachable(message)) => {
+                PrimitiveError::Transport(TransportError::Unreachable(format!(
+                    "{message} (during step {step})"
+                )))
+            }
+            other => other,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, PrimitiveError>;
@@ -103,6 +116,11 @@ pub fn run_step(
     action: impl FnOnce() -> Result<Outcome>,
 ) -> Result<Outcome> {
     ctx.reporter.host_activity(&ctx.name, name);
+    if crate::transport::is_interrupted() {
+        return Err(PrimitiveError::Failed(format!(
+            "interrupted (Ctrl-C) before step {name}"
+        )));
+    }
     match action() {
         Ok(outcome) => {
             if outcome.changed {
@@ -117,17 +135,16 @@ pub fn run_step(
             });
             Ok(outcome)
         }
+        Err(error) if error.is_unreachable() => Err(error.during_step(name)),
         Err(error) => {
-            if !error.is_unreachable() {
-                let message = error.to_string();
-                ctx.reporter.step(&Step {
-                    host: &ctx.name,
-                    name,
-                    status: Status::Failed,
-                    diff: None,
-                    message: Some(&message),
-                });
-            }
+            let message = error.to_string();
+            ctx.reporter.step(&Step {
+                host: &ctx.name,
+                name,
+                status: Status::Failed,
+                diff: None,
+                message: Some(&message),
+            });
             Err(error)
         }
     }

@@ -14,11 +14,12 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::cli::{Cli, OutputArg};
+use crate::cli::{Cli, HostKeyPolicyArg, OutputArg};
 use crate::engine::{self, ScriptError, error::FailureKind};
 use crate::inventory::{self, Inventory};
 use crate::report::{OutputFormat, Redactor, Reporter};
 use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{HostKeyPolicy, SshConnector};
 use crate::transport::{Transport, TransportError};
 use crate::vars::HostVars;
 use crate::vars::source::{Layer, Origin, RawVar, VarSource};
@@ -193,8 +194,29 @@ fn builtins(inventory: &Inventory, host: &str, check: bool) -> VarSource {
         .collect()
 }
 
-/// Opens the connection the host's `ansible_connection` names.
-fn connect(vars: &HostVars) -> Result<Arc<dyn Transport>, TransportError> {
+/// The run's SSH client settings, read on first use so a run with only local hosts never
+/// reads ~/.ssh.
+struct SshClient {
+    known_hosts: Option<std::path::PathBuf>,
+    policy: Option<HostKeyPolicy>,
+    connector: std::sync::OnceLock<Result<SshConnector, String>>,
+}
+
+impl SshClient {
+    fn connector(&self) -> Result<&SshConnector, TransportError> {
+        self.connector
+            .get_or_init(|| SshConnector::new(self.known_hosts.clone(), self.policy))
+            .as_ref()
+            .map_err(|error| TransportError::Other(error.clone()))
+    }
+}
+
+/// Opens the connection the host's `ansible_connection` names (ssh when unset).
+async fn connect(
+    name: &str,
+    vars: &HostVars,
+    ssh: &SshClient,
+) -> Result<Arc<dyn Transport>, TransportError> {
     let connection = match vars.try_get("ansible_connection") {
         Ok(Some(Value::String(connection))) => connection,
         Ok(Some(other)) => other.to_string(),
@@ -203,9 +225,9 @@ fn connect(vars: &HostVars) -> Result<Arc<dyn Transport>, TransportError> {
     };
     match connection.as_str() {
         "local" => Ok(Arc::new(LocalTransport::new())),
-        // NOTE: the SSH transport is not built yet; such hosts are reported unreachable.
+        "ssh" | "smart" => Ok(Arc::new(ssh.connector()?.connect(name, vars).await?)),
         other => Err(TransportError::Unreachable(format!(
-            "ansible_connection={other} is not supported yet; use ansible_connection=local"
+            "ansible_connection={other} is not supported; use ssh or local"
         ))),
     }
 }
@@ -215,16 +237,40 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
     let args = Arc::new(cli.args.clone());
     let forks = Arc::new(Semaphore::new(usize::from(cli.forks)));
 
+    // Connect to every host at once; a host that cannot be reached drops out of the run
+    // without holding up the others.
+    let ssh = SshClient {
+        known_hosts: cli.known_hosts.clone(),
+        policy: cli.host_key_policy.map(|policy| match policy {
+            HostKeyPolicyArg::Strict => HostKeyPolicy::Strict,
+            HostKeyPolicyArg::AcceptNew => HostKeyPolicy::AcceptNew,
+        }),
+        connector: std::sync::OnceLock::new(),
+    };
+    for (name, _) in &plan.hosts {
+        reporter.host_started(name);
+    }
+    tokio::spawn(interrupt_on_ctrl_c(reporter.clone()));
+    let connections = futures::future::join_all(
+        plan.hosts
+            .iter()
+            .map(|(name, vars)| connect(name, vars, &ssh)),
+    )
+    .await;
     let mut transports = Vec::new();
     let mut status = ExitStatus::Ok;
-    for (name, vars) in &plan.hosts {
-        reporter.host_started(name);
-        match connect(vars) {
+    for ((name, vars), connection) in plan.hosts.iter().zip(connections) {
+        match connection {
             Ok(transport) => transports.push((name.clone(), vars.clone(), transport)),
-            Err(error) => {
+            Err(error) if error.is_unreachable() => {
                 reporter.host_unreachable(name, &error.to_string());
                 reporter.host_finished(name);
-                status = ExitStatus::Unreachable;
+                status = status.max(ExitStatus::Unreachable);
+            }
+            Err(error) => {
+                reporter.host_failed(name, &error.to_string());
+                reporter.host_finished(name);
+                status = status.max(ExitStatus::Failed);
             }
         }
     }
@@ -281,9 +327,26 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
     for (name, _, transport) in &transports {
         reporter.set_round_trips(name, transport.round_trips());
     }
+    crate::transport::ssh::wait_for_cleanups(std::time::Duration::from_secs(5)).await;
     reporter.recap();
     // Unreachable wins over failed, as its fix (the connection) comes first.
     status
+}
+
+/// The first Ctrl-C stops the commands running on the hosts and lets each host's task fail
+/// at its next step; a second one exits at once.
+async fn interrupt_on_ctrl_c(reporter: Reporter) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    reporter.warning(
+        None,
+        "interrupted: stopping the commands running on the hosts",
+    );
+    crate::transport::interrupt();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
 }
 
 fn host_context(

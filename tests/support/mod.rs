@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod sshd;
 pub mod synapse;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
