@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd; do
+for tool in openssl:openssl runuser:util-linux setsid:util-linux getent:libc-bin useradd:passwd pgrep:procps; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if ((${#missing[@]})); then
