@@ -513,6 +513,34 @@ fn several_hosts_label_results() {
 }
 
 #[test]
+fn unreachable_host_keeps_session() {
+    // Port 1 on loopback refuses connections, so the host is unreachable whatever transport
+    // serves ansible_connection=ssh.
+    let target = Target::with_hosts(
+        "[matrix_servers]\n\
+         up ansible_connection=local\n\
+         down ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh\n",
+        "2 hosts",
+    );
+    let mut repl = Repl::start(&target, &[]);
+
+    let output = repl.run(r#"host + "-probe""#);
+    assert!(output.contains("up | up-probe"), "{output}");
+    assert!(output.contains("unreachable down | "), "{output}");
+    assert!(output.contains("connects again at the next entry"), "{output}");
+
+    let output = repl.run(":hosts");
+    assert!(output.contains("* up    connected"), "{output}");
+    assert!(output.contains("* down  unreachable: "), "{output}");
+
+    repl.enter(":host up");
+    repl.prompt = "up> ".into();
+    repl.expect_prompt();
+    assert_eq!(repl.run("6 * 7").trim(), "42");
+    assert_eq!(repl.quit(), 0);
+}
+
+#[test]
 fn eval_prints_json() {
     let run = masrun(&[
         "eval",

@@ -174,7 +174,7 @@ fn switch_host(session: &mut Session, printer: &Printer, pattern: &str) {
         }
     }
     for (host, message) in session.connect_targets() {
-        printer.unreachable(&host, &message);
+        printer.unreachable(&host, &format!("{message}{}", super::RETRY_HINT));
     }
 }
 

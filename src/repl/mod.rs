@@ -69,10 +69,7 @@ pub fn repl(cli: ReplCli) -> ExitStatus {
     };
 
     for (host, message) in session.connect_targets() {
-        printer.unreachable(
-            &host,
-            &format!("{message}; masrun retries on the next entry"),
-        );
+        printer.unreachable(&host, &format!("{message}{RETRY_HINT}"));
     }
     printer.note("Type :help for the primitives and meta-commands, Ctrl-D to leave.");
 
@@ -103,7 +100,7 @@ pub fn repl(cli: ReplCli) -> ExitStatus {
         }
         match session.evaluate(&line) {
             Ok(results) => {
-                print_results(&session, &printer, &results);
+                print_results(&session, &printer, &results, RETRY_HINT);
             }
             Err(error) => printer.error(None, None, &error.to_string()),
         }
@@ -154,7 +151,7 @@ pub fn eval(cli: EvalCli) -> ExitStatus {
     }
 
     let status = match session.evaluate(&cli.expression) {
-        Ok(results) => print_results(&session, &printer, &results),
+        Ok(results) => print_results(&session, &printer, &results, ""),
         Err(error) => {
             printer.error(None, None, &error.to_string());
             ExitStatus::BadInput
@@ -217,7 +214,7 @@ fn load(session: &mut Session, printer: &Printer, argument: &str) {
     }
     match loaded.results {
         Some(results) => {
-            print_results(session, printer, &results);
+            print_results(session, printer, &results, RETRY_HINT);
         }
         None => printer.error(
             None,
@@ -247,9 +244,18 @@ fn take_check_flag(words: Vec<String>) -> (bool, Vec<String>) {
     (check, rest)
 }
 
+/// What the REPL adds to a host's connection error: the session goes on without the host.
+const RETRY_HINT: &str = "; masrun connects again at the next entry";
+
 /// Prints every host's result, labelled with the host when the entry ran on several, and
-/// returns the exit status `masrun eval` gives for them.
-fn print_results(session: &Session, printer: &Printer, results: &[HostResult]) -> ExitStatus {
+/// returns the exit status `masrun eval` gives for them. `unreachable_hint` follows the error
+/// of a host that could not be reached.
+fn print_results(
+    session: &Session,
+    printer: &Printer,
+    results: &[HostResult],
+    unreachable_hint: &str,
+) -> ExitStatus {
     let several = session.targets().count() > 1;
     let mut status = ExitStatus::Ok;
     for result in results {
@@ -268,7 +274,7 @@ fn print_results(session: &Session, printer: &Printer, results: &[HostResult]) -
                 }
             }
             Outcome::Unreachable(message) => {
-                printer.unreachable(&result.host, message);
+                printer.unreachable(&result.host, &format!("{message}{unreachable_hint}"));
                 ExitStatus::Unreachable
             }
         };
