@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, ValueEnum};
 
-/// What the command line asks for: a task run, the REPL, or one evaluated entry.
+/// The command a command line requests: a task run, the REPL, or one evaluated entry.
 #[derive(Debug)]
 pub enum Command {
     Run(Cli),
@@ -22,8 +22,8 @@ impl Command {
     }
 }
 
-/// Parses the command line. `repl` and `eval` as the first word that is not an option are
-/// masrun's own commands and never task names; any other word runs a task.
+/// Parses the command line. When the first word that is not an option is `repl` or `eval`, it
+/// names masrun's own command, never a task file. Any other word runs a task.
 pub fn parse(args: Vec<String>) -> Command {
     let word = first_word(&args);
     match word.map(|index| (index, args[index].as_str())) {
@@ -33,8 +33,8 @@ pub fn parse(args: Vec<String>) -> Command {
     }
 }
 
-/// The index of the first word after the program name that is neither an option nor an
-/// option's value.
+/// Returns the index of the first word after the program name that is neither an option nor
+/// an option's value.
 fn first_word(args: &[String]) -> Option<usize> {
     let mut index = 1;
     while let Some(arg) = args.get(index) {

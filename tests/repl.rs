@@ -527,7 +527,10 @@ fn unreachable_host_keeps_session() {
     let output = repl.run(r#"host + "-probe""#);
     assert!(output.contains("up | up-probe"), "{output}");
     assert!(output.contains("unreachable down | "), "{output}");
-    assert!(output.contains("connects again at the next entry"), "{output}");
+    assert!(
+        output.contains("connects again at the next entry"),
+        "{output}"
+    );
 
     let output = repl.run(":hosts");
     assert!(output.contains("* up    connected"), "{output}");

@@ -75,8 +75,9 @@ impl ScriptError {
         })
     }
 
-    /// Like [`ScriptError::runtime`], but reads the text of each source through `read_source`,
-    /// for sources that are not files, such as REPL entries.
+    /// Classifies and renders a runtime error as [`ScriptError::runtime`] does, reading the
+    /// text of each source through `read_source`, for sources that are not files, such as
+    /// REPL entries.
     pub fn runtime_with_sources(
         error: &EvalAltResult,
         main_source: &str,

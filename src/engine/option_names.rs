@@ -15,7 +15,7 @@ pub fn option_names<T: DeserializeOwned>() -> &'static [&'static str] {
     recorder.fields.unwrap_or(&[])
 }
 
-/// A deserializer that supplies no data and records the field list serde asks it for.
+/// A deserializer that supplies no data and records the field list that serde requests.
 struct FieldRecorder {
     fields: Option<&'static [&'static str]>,
 }

@@ -1,6 +1,6 @@
-//! How the REPL and `masrun eval` print results and errors: text as it is, a command's output
-//! as its stdout, maps and arrays as YAML, or one JSON object per host. With several hosts
-//! every line carries its host. Everything passes through the run's [`Redactor`].
+//! Output of the REPL and `masrun eval`: results and errors as text, a command's result as its
+//! stdout, maps and arrays as YAML, or one JSON object per host. With several hosts every line
+//! carries its host. Everything passes through the run's [`Redactor`].
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -113,13 +113,13 @@ impl Printer {
     }
 }
 
-/// A value as JSON. Values JSON cannot express, such as `vars` itself or a function pointer,
+/// Converts a value to JSON. Values JSON cannot express, such as `vars` itself or a function pointer,
 /// become their Rhai text.
 pub fn to_json(value: &Dynamic) -> Value {
     rhai::serde::from_dynamic::<Value>(value).unwrap_or_else(|_| Value::String(value.to_string()))
 }
 
-/// A value as the REPL shows it: strings and numbers as text, maps and arrays as YAML.
+/// Renders a value as the REPL shows it: strings and numbers as text, maps and arrays as YAML.
 pub fn render(value: &Dynamic) -> String {
     if value.is_string() {
         return value.to_string();

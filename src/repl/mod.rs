@@ -117,7 +117,7 @@ pub fn eval(cli: EvalCli) -> ExitStatus {
     };
     let redactor = Arc::new(Redactor::new());
     // JSON lines all go to stdout, as a run's do; readable reports go to stderr, so stdout
-    // holds only the results.
+    // contains only the results.
     let reporter = match format {
         OutputFormat::Json => Reporter::new(format, cli.hosts.diff, cli.verbose, redactor.clone()),
         OutputFormat::Human => {
