@@ -7,6 +7,7 @@ mod engine;
 mod inventory;
 mod primitives;
 mod python_literal;
+mod repl;
 mod report;
 mod run;
 mod transport;
@@ -15,12 +16,14 @@ mod yaml;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse_from(cli::hoist_options(std::env::args().collect()));
-    init_logging(cli.verbose);
-    let status = run::run(cli);
+    let command = cli::parse(std::env::args().collect());
+    init_logging(command.verbose());
+    let status = match command {
+        cli::Command::Run(cli) => run::run(cli),
+        cli::Command::Repl(cli) => repl::repl(cli),
+        cli::Command::Eval(cli) => repl::eval(cli),
+    };
     ExitCode::from(status as u8)
 }
 

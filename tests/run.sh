@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd nginx:nginx-light \
-    /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client ip:iproute2; do
+for tool in openssl:openssl runuser:util-linux setsid:util-linux getent:libc-bin useradd:passwd \
+    pgrep:procps nginx:nginx-light /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client ip:iproute2; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if ((${#missing[@]})); then

@@ -3,6 +3,7 @@
 //! functions, and resolves `import` from the stdlib directories. It owns no flow: task files do.
 
 pub mod error;
+mod option_names;
 mod register;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::run::host::HostContext;
 use crate::vars::HostVars;
 
 pub use error::ScriptError;
+pub use register::suggest;
 
 /// A handle on the host's variables as task files see them: `vars.name`, `vars["name"]`.
 #[derive(Clone)]

@@ -131,6 +131,9 @@ pub enum TransportError {
     /// The host cannot be reached at all; the run reports it as unreachable.
     #[error("host unreachable: {0}")]
     Unreachable(String),
+    /// The operator interrupted the operation, which was stopped on the host.
+    #[error("interrupted")]
+    Interrupted,
     #[error("{0}")]
     Other(String),
 }
