@@ -116,7 +116,7 @@ pub fn run_step(
     action: impl FnOnce() -> Result<Outcome>,
 ) -> Result<Outcome> {
     ctx.reporter.host_activity(&ctx.name, name);
-    if crate::transport::is_interrupted() {
+    if ctx.interrupt().is_raised() {
         return Err(PrimitiveError::Failed(format!(
             "interrupted (Ctrl-C) before step {name}"
         )));
