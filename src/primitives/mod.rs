@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod file;
+pub mod http;
 pub mod template;
 pub mod user;
 pub mod yaml_edit;
