@@ -632,3 +632,44 @@ fn repl_help_describes_command() {
     assert!(help.contains(":help"), "{help}");
     assert!(help.contains("--limit"), "{help}");
 }
+
+/// The REPL on a host reached through a real sshd on loopback: entries run on the host over
+/// the session's one connection, bindings persist, and Ctrl-C stops a remote command.
+#[test]
+fn repl_over_ssh_runs_on_host() {
+    let sshd = support::sshd::Sshd::start();
+    let known_hosts_dir = tempfile::tempdir().unwrap();
+    let known_hosts = known_hosts_dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, sshd.known_hosts_line()).unwrap();
+    let target = Target::with_hosts(
+        &format!("[servers]\nsshhost {}\n", sshd.inventory_vars()),
+        "sshhost",
+    );
+    let known_hosts_arg = known_hosts.display().to_string();
+    let mut repl = Repl::start(&target, &["--known-hosts", &known_hosts_arg]);
+
+    // Short entries: a line wider than the terminal wraps, and the wrap looks like output.
+    repl.run(r#"let r = command::run(#{argv: ["id", "-un"], read_only: true});"#);
+    assert_eq!(repl.run("let who = r.stdout; who").trim(), "root");
+    assert_eq!(repl.run("who.len()").trim(), "5", "the binding persists");
+
+    let duration = format!("30.{}", unique_suffix());
+    let pattern = format!("sleep {duration}");
+    repl.enter(&format!(
+        r#"command::run(#{{argv: ["sleep", "{duration}"]}})"#
+    ));
+    assert!(
+        target.wait_for_process(&pattern, true, Duration::from_secs(10)),
+        "the command started on the host"
+    );
+    repl.control('c');
+    repl.expect("error: interrupted");
+    assert!(
+        target.wait_for_process(&pattern, false, Duration::from_secs(5)),
+        "the command is gone from the host"
+    );
+    repl.expect_prompt();
+    repl.run(r#"let e = command::run(#{argv: ["echo", "again"], read_only: true});"#);
+    assert_eq!(repl.run("e.stdout").trim(), "again");
+    assert_eq!(repl.quit(), 0);
+}
