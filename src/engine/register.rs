@@ -15,7 +15,7 @@ use crate::primitives::{self, Outcome, PrimitiveError, command, file, template, 
 use crate::run::host::{HostContext, ValidationIssue};
 use crate::vars::VarError;
 
-type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+pub(super) type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn all(engine: &mut Engine, ctx: Arc<HostContext>) {
     register_vars(engine, &ctx);
@@ -27,6 +27,7 @@ pub fn all(engine: &mut Engine, ctx: Arc<HostContext>) {
     engine.register_static_module("validation", validation_module(&ctx).into());
     engine.register_static_module("yaml", yaml_module().into());
     engine.register_static_module("json", json_module().into());
+    super::register_services::all(engine, &ctx);
 }
 
 fn failure(kind: FailureKind, message: impl Into<String>) -> Box<EvalAltResult> {
@@ -37,7 +38,7 @@ fn failure(kind: FailureKind, message: impl Into<String>) -> Box<EvalAltResult> 
     .into_error()
 }
 
-fn primitive_failure(error: PrimitiveError) -> Box<EvalAltResult> {
+pub(super) fn primitive_failure(error: PrimitiveError) -> Box<EvalAltResult> {
     let kind = match &error {
         PrimitiveError::InvalidOption(_) => FailureKind::BadInput,
         error if error.is_unreachable() => FailureKind::Unreachable,
@@ -58,13 +59,13 @@ pub fn to_value(value: &Dynamic) -> RhaiResult<Value> {
     rhai::serde::from_dynamic(value)
 }
 
-fn parse_options<O: DeserializeOwned>(function: &str, options: Map) -> RhaiResult<O> {
+pub(super) fn parse_options<O: DeserializeOwned>(function: &str, options: Map) -> RhaiResult<O> {
     rhai::serde::from_dynamic(&Dynamic::from_map(options))
         .map_err(|error| failure(FailureKind::BadInput, format!("{function}: {error}")))
 }
 
 /// Options that name their step: an explicit `name`, or the primitive and its target.
-trait StepLabel {
+pub(super) trait StepLabel {
     fn explicit_name(&self) -> Option<&String>;
     fn target(&self) -> String;
 }
@@ -82,6 +83,7 @@ macro_rules! step_label {
         }
     };
 }
+pub(super) use step_label;
 
 step_label!(file::DirectoryOptions, |o| o.path.display().to_string());
 step_label!(file::ContentOptions, |o| o.path.display().to_string());
@@ -92,7 +94,7 @@ step_label!(template::TemplateOptions, |o| o.path.display().to_string());
 step_label!(command::CommandOptions, |o| o.argv.join(" "));
 
 /// Registers `module::function(options)` as a reported step.
-fn register_step<O>(
+pub(super) fn register_step<O>(
     module: &mut Module,
     ctx: &Arc<HostContext>,
     qualified: &'static str,

@@ -3,7 +3,10 @@
 //! change. Each call is one step in the report and returns an [`Outcome`].
 
 pub mod command;
+pub mod container;
 pub mod file;
+pub mod postgres;
+pub mod systemd;
 pub mod template;
 pub mod user;
 
