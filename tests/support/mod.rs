@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+pub mod postgres;
+pub mod project;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
