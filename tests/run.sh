@@ -5,13 +5,31 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd; do
+# The service tests boot a Debian node with systemd-nspawn (built with debootstrap), run
+# podman and the docker client (docker.io is Debian's only package with it) and start
+# throwaway PostgreSQL clusters.
+for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd \
+    systemd-nspawn:systemd-container debootstrap:debootstrap podman:podman runc:runc \
+    ip:iproute2 nsenter:util-linux chroot:coreutils psql:postgresql-client docker:docker.io; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
+    # Keep package scripts from starting the servers they install (dockerd, PostgreSQL).
+    policy_added=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_added=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
+    if [ -n "$policy_added" ]; then
+        rm -f /usr/sbin/policy-rc.d
+        trap - EXIT
+    fi
 fi
 
 if [ ! -f ../shared/reference/mas-config.schema.json ]; then

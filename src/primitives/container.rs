@@ -10,12 +10,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Outcome, PrimitiveError, Result};
+use super::{Outcome, PrimitiveError, Result, Seconds};
 use crate::run::host::HostContext;
 use crate::transport::{ExecOutput, ExecRequest};
 
@@ -173,7 +172,7 @@ pub struct ImageOptions {
     pub retries: Option<u32>,
     /// Seconds between attempts; `devture_playbook_help_container_retries_delay` when unset.
     #[serde(default)]
-    pub delay: Option<f64>,
+    pub delay: Option<Seconds>,
     #[serde(default)]
     pub name: Option<String>,
 }
@@ -260,11 +259,13 @@ fn pull(ctx: &HostContext, options: &ImageOptions) -> Result<()> {
     .max(1.0) as u32;
     let delay = match options.delay {
         Some(delay) => delay,
-        None => number_variable(ctx, "devture_playbook_help_container_retries_delay", 10.0)?,
-    };
-    let delay = Duration::try_from_secs_f64(delay).map_err(|_| {
-        PrimitiveError::InvalidOption(format!("delay must be 0 or more seconds (got {delay})"))
-    })?;
+        None => Seconds::Decimal(number_variable(
+            ctx,
+            "devture_playbook_help_container_retries_delay",
+            10.0,
+        )?),
+    }
+    .to_duration("delay")?;
 
     let mut command = EngineCommand::new(ctx, &["pull"])?;
     if command.runtime == Runtime::Podman {
@@ -426,7 +427,7 @@ fn add_env(command: &mut EngineCommand, env: &BTreeMap<String, String>) -> Resul
     Ok(())
 }
 
-/// Runs a prepared `exec` or `run` command and turns its result into an outcome.
+/// Runs a prepared `exec` command and turns its result into an outcome.
 fn finish(
     ctx: &HostContext,
     command: &EngineCommand,
@@ -438,8 +439,19 @@ fn finish(
         return Ok(Outcome::changed().with_message("would run (check mode)"));
     }
     let output = command.run(ctx)?;
+    outcome_of(ctx, command, label_words, &output, read_only, ignore_errors)
+}
+
+fn outcome_of(
+    ctx: &HostContext,
+    command: &EngineCommand,
+    label_words: usize,
+    output: &ExecOutput,
+    read_only: bool,
+    ignore_errors: bool,
+) -> Result<Outcome> {
     if !output.success() && !ignore_errors {
-        return Err(command.failure(ctx, label_words, &output));
+        return Err(command.failure(ctx, label_words, output));
     }
     let outcome = if read_only {
         Outcome::unchanged()
@@ -546,14 +558,26 @@ pub struct RunOptions {
     pub name: Option<String>,
 }
 
-/// Runs a one-off container (`run --rm`) with bind mounts and waits for it to exit.
+/// Runs a one-off container, waits for it to exit, and removes it.
+///
+/// masrun removes the container itself instead of passing `--rm`, because the docker client
+/// against podman's Docker-compatible API (podman 4.3) reports exit status 0 for every
+/// `run --rm`, which would hide a failed syn2mas. A stopped container left with the same
+/// `container_name` by an interrupted run is removed first.
 pub fn run(ctx: &HostContext, options: &RunOptions) -> Result<Outcome> {
     check_reference(&options.image, "image")?;
-    let mut command = EngineCommand::new(ctx, &["run", "--rm"])?;
-    if let Some(container_name) = &options.container_name {
-        check_reference(container_name, "container")?;
-        command.arg(format!("--name={container_name}"));
-    }
+    let name = match &options.container_name {
+        Some(name) => {
+            check_reference(name, "container")?;
+            name.clone()
+        }
+        None => format!(
+            "masrun-run-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ),
+    };
+    let mut command = EngineCommand::new(ctx, &["run"])?;
+    command.arg(format!("--name={name}"));
     if options.stdin.is_some() {
         command.arg("--interactive");
         command.request.stdin = options.stdin.as_ref().map(|s| s.clone().into_bytes());
@@ -578,7 +602,41 @@ pub fn run(ctx: &HostContext, options: &RunOptions) -> Result<Outcome> {
     for arg in &options.argv {
         command.arg(arg.as_str());
     }
-    finish(ctx, &command, 2, options.read_only, options.ignore_errors)
+
+    if ctx.check_mode() && !options.read_only {
+        return Ok(Outcome::changed().with_message("would run (check mode)"));
+    }
+    if options.container_name.is_some() {
+        remove_container(ctx, &name)?;
+    }
+    let output = command.run(ctx);
+    if let Err(error) = remove_container(ctx, &name) {
+        tracing::warn!(host = %ctx.name, container = %name, %error, "one-off container not removed");
+    }
+    outcome_of(
+        ctx,
+        &command,
+        2,
+        &output?,
+        options.read_only,
+        options.ignore_errors,
+    )
+}
+
+/// Removes a stopped container; a missing one is fine. A running one is an error, since it
+/// belongs to something else.
+fn remove_container(ctx: &HostContext, name: &str) -> Result<()> {
+    let mut command = EngineCommand::new(ctx, &["rm", "--"])?;
+    command.arg(name);
+    let output = command.run(ctx)?;
+    if output.success() || is_not_found(&output) {
+        return Ok(());
+    }
+    Err(PrimitiveError::Failed(format!(
+        "container {name} exists on {} and cannot be removed: {}; stop it first",
+        ctx.name,
+        engine_message(&output)
+    )))
 }
 
 /// Returns a container's last `lines` log lines as `#{stdout, stderr}`, as the engine keeps

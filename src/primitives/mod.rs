@@ -162,6 +162,29 @@ impl ModeSpec {
     }
 }
 
+/// A number of seconds as task files write it: an integer (`30`) or a decimal (`0.5`). Rhai
+/// keeps the two apart, so an option typed as `f64` alone would reject `30`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Seconds {
+    Whole(i64),
+    Decimal(f64),
+}
+
+impl Seconds {
+    pub fn to_duration(self, option: &str) -> Result<std::time::Duration> {
+        let value = match self {
+            Seconds::Whole(value) => value as f64,
+            Seconds::Decimal(value) => value,
+        };
+        std::time::Duration::try_from_secs_f64(value).map_err(|_| {
+            PrimitiveError::InvalidOption(format!(
+                "{option} must be a number of seconds of 0 or more (got {value})"
+            ))
+        })
+    }
+}
+
 /// A user or group as task files write it: a name or a numeric id.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::file::{AttrOptions, write_content};
-use super::{IdSpec, ModeSpec, Outcome, PrimitiveError, Result, template};
+use super::{IdSpec, ModeSpec, Outcome, PrimitiveError, Result, Seconds, template};
 use crate::run::host::HostContext;
 use crate::transport::{ExecOutput, ExecRequest};
 
@@ -274,16 +274,8 @@ fn settle(ctx: &HostContext, unit: &str, settle: Duration) -> Result<UnitState> 
     Ok(state)
 }
 
-fn seconds(value: f64, option: &str) -> Result<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        PrimitiveError::InvalidOption(format!(
-            "{option} must be a number of seconds of 0 or more (got {value})"
-        ))
-    })
-}
-
-fn default_settle() -> f64 {
-    2.0
+fn default_settle() -> Seconds {
+    Seconds::Whole(2)
 }
 
 #[derive(Debug, Deserialize)]
@@ -481,7 +473,7 @@ pub struct StartOptions {
     pub unit: String,
     /// Seconds to watch the unit after it started; it fails the step if it fails meanwhile.
     #[serde(default = "default_settle")]
-    pub settle: f64,
+    pub settle: Seconds,
     #[serde(default)]
     pub name: Option<String>,
 }
@@ -489,7 +481,7 @@ pub struct StartOptions {
 /// Starts a unit unless it is active, and fails with its journal lines if it does not stay up.
 pub fn start(ctx: &HostContext, options: &StartOptions) -> Result<Outcome> {
     let unit = options.unit.as_str();
-    let settle_for = seconds(options.settle, "settle")?;
+    let settle_for = options.settle.to_duration("settle")?;
     let reloaded = reload_units_if_changed(ctx)?;
     let state = query_state(ctx, unit)?;
     if state.is_active() {
@@ -559,7 +551,7 @@ pub struct RestartOptions {
     #[serde(default)]
     pub if_changed: Option<Value>,
     #[serde(default = "default_settle")]
-    pub settle: f64,
+    pub settle: Seconds,
     #[serde(default)]
     pub name: Option<String>,
 }
@@ -579,7 +571,7 @@ pub fn any_changed(value: &Value) -> bool {
 /// those results changed; an inactive unit is started either way.
 pub fn restart(ctx: &HostContext, options: &RestartOptions) -> Result<Outcome> {
     let unit = options.unit.as_str();
-    let settle_for = seconds(options.settle, "settle")?;
+    let settle_for = options.settle.to_duration("settle")?;
     let reloaded = reload_units_if_changed(ctx)?;
     let state = query_state(ctx, unit)?;
     if !state.is_active() {
@@ -637,7 +629,7 @@ pub struct WaitOptions {
     pub state: WantedState,
     /// Seconds to wait before the step fails.
     #[serde(default = "default_timeout")]
-    pub timeout: f64,
+    pub timeout: Seconds,
     #[serde(default)]
     pub name: Option<String>,
 }
@@ -646,15 +638,15 @@ fn default_wanted() -> WantedState {
     WantedState::Active
 }
 
-fn default_timeout() -> f64 {
-    30.0
+fn default_timeout() -> Seconds {
+    Seconds::Whole(30)
 }
 
 /// Waits until a unit reaches a state. Waiting for `active` fails early, with the journal
 /// lines, when the unit fails instead. In check mode it only reads the state once.
 pub fn wait(ctx: &HostContext, options: &WaitOptions) -> Result<Outcome> {
     let unit = options.unit.as_str();
-    let timeout = seconds(options.timeout, "timeout")?;
+    let timeout = options.timeout.to_duration("timeout")?;
     let reloaded = reload_units_if_changed(ctx)?;
     let deadline = Instant::now() + timeout;
     loop {
@@ -683,7 +675,10 @@ pub fn wait(ctx: &HostContext, options: &WaitOptions) -> Result<Outcome> {
             return Err(unit_failure(
                 ctx,
                 unit,
-                &format!("did not become {wanted} within {} seconds", options.timeout),
+                &format!(
+                    "did not become {wanted} within {} seconds",
+                    timeout.as_secs_f64()
+                ),
             ));
         }
         std::thread::sleep(POLL_INTERVAL);
