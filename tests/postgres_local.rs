@@ -1,7 +1,7 @@
 //! The `postgres` primitive from the controller (`ansible_connection=local`) against a real
-//! PostgreSQL cluster that each test starts on 127.0.0.1 and a Unix socket: roles and their
-//! passwords, databases, queries, row counts, existence checks, check mode, and the messages
-//! of failures, which must never contain a password.
+//! PostgreSQL cluster that each test starts on 127.0.0.1 and a Unix socket. The tests cover
+//! roles and their passwords, databases, queries, row counts, existence checks, check mode,
+//! and failure messages, which must never contain a password.
 
 mod support;
 
@@ -11,7 +11,7 @@ use support::project::Project;
 
 const HOST: &str = "pg.example.test";
 
-/// Host variables that point masrun at the cluster's socket as its superuser.
+/// Builds host variables that point masrun at the cluster's socket as its superuser.
 fn vars(cluster: &Cluster, extra: Value) -> Value {
     let mut vars = json!({
         "postgres_connection_username": SUPERUSER,

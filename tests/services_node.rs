@@ -1,8 +1,8 @@
 //! The `systemd`, `container` and `postgres` primitives on a real systemd host: a Debian 12
 //! node booted with systemd-nspawn (see tests/support/node.rs), with podman, the docker client
 //! against podman's API socket, and PostgreSQL. masrun runs inside the node with
-//! `ansible_connection=local`; every test checks the first change, the unchanged second run,
-//! check mode and the failure messages, against what the node's own tools report.
+//! `ansible_connection=local`. Each test checks the first change, the unchanged second run,
+//! check mode and the failure messages against what the node's own tools report.
 
 mod support;
 
@@ -13,7 +13,7 @@ fn node() -> &'static Node {
     node::shared()
 }
 
-/// The number of step messages that mention a daemon-reload.
+/// Counts the step messages that mention a daemon-reload.
 fn daemon_reloads(run: &support::Run) -> usize {
     run.events()
         .iter()
@@ -479,8 +479,8 @@ fn network_created_once() {
     }
 }
 
-/// A unit that runs a long-lived container, the way the MAS unit does, ready when the
-/// container runs (podman notifies systemd through conmon).
+/// Returns a unit that runs a long-lived container the way the MAS unit does. systemd sees it
+/// started once the container runs, because podman notifies systemd through conmon.
 fn app_unit(container: &str) -> String {
     format!(
         "[Service]\nType=notify\nNotifyAccess=all\n\

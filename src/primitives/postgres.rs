@@ -2,8 +2,8 @@
 //! and collation, parameterised queries, row counts and existence checks.
 //!
 //! masrun speaks the PostgreSQL protocol itself (tokio-postgres) over a byte stream that the
-//! host connection opens ([`Transport::connect_stream`]): the server's Unix socket on the host,
-//! or a TCP address as the host sees it. The playbook's `matrix-postgres` container shares
+//! host connection opens ([`Transport::connect_stream`]) to the server's Unix socket on the
+//! host, or to a TCP address as the host resolves it. The playbook's `matrix-postgres` container shares
 //! its socket directory with the host (`postgres_run_path`), so it is reached the same way,
 //! with no client program on the host or in the container.
 //!
@@ -191,7 +191,7 @@ pub fn resolve(ctx: &HostContext, options: Option<&ConnectionOptions>) -> Result
     })
 }
 
-/// The server's error in its own words, with SQLSTATE, detail and hint.
+/// Formats the server's error in its own words, with SQLSTATE, detail and hint.
 fn describe_error(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         let mut text = format!(
@@ -337,8 +337,8 @@ fn quote_literal(text: &str) -> Result<String> {
     Ok(format!("'{}'", text.replace('\'', "''")))
 }
 
-/// The password as SCRAM-SHA-256 normalises it before hashing (SASLprep, RFC 4013), the way
-/// the server and libpq do: a password that SASLprep rejects is used as it is.
+/// Normalises the password as SCRAM-SHA-256 does before hashing (SASLprep, RFC 4013), the way
+/// the server and libpq do. A password that SASLprep rejects is used as it is.
 fn normalize_password(password: &str) -> Vec<u8> {
     match stringprep::saslprep(password) {
         Ok(prepared) => prepared.into_owned().into_bytes(),
@@ -346,7 +346,7 @@ fn normalize_password(password: &str) -> Vec<u8> {
     }
 }
 
-/// Whether `password` matches a stored SCRAM-SHA-256 verifier
+/// Returns whether `password` matches a stored SCRAM-SHA-256 verifier
 /// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, RFC 5803). Any other stored
 /// form (MD5, none) does not match, so the password is set again as SCRAM.
 pub fn scram_matches(verifier: &str, password: &str) -> bool {
@@ -386,8 +386,8 @@ pub fn scram_matches(verifier: &str, password: &str) -> bool {
         && computed_server.as_slice() == server_key.as_slice()
 }
 
-/// The statement fragment that sets a password: a SCRAM verifier made on the controller, so
-/// the plain password never reaches the server's logs.
+/// Builds the statement fragment that sets a password to a SCRAM verifier made on the
+/// controller, so the plain password never reaches the server's logs.
 fn password_clause(password: &str) -> Result<String> {
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     Ok(format!("PASSWORD {}", quote_literal(&verifier)?))
@@ -412,7 +412,7 @@ fn default_true() -> bool {
     true
 }
 
-/// What the server stores about a role, as far as the session may read it.
+/// A role's login flag and password verifier, as far as the session may read them.
 struct RoleRow {
     can_login: bool,
     /// `None` when the session may not read `pg_authid` (not a superuser).
@@ -459,8 +459,8 @@ fn read_role(
     }
 }
 
-/// Whether the role's current password is `password`: from the verifier when the session can
-/// read it, otherwise by authenticating as the role.
+/// Returns whether the role's current password is `password`, from the verifier when the
+/// session can read it, otherwise by authenticating as the role.
 fn password_matches(ctx: &HostContext, target: &Target, role: &RoleOptions, row: &RoleRow) -> bool {
     let Some(password) = &role.password else {
         return true;
@@ -473,7 +473,8 @@ fn password_matches(ctx: &HostContext, target: &Target, role: &RoleOptions, row:
 }
 
 /// Ensures a role exists with LOGIN (or NOLOGIN) and the given password, changing only what
-/// differs. The password is compared, never shown: messages say only whether it changed.
+/// differs. The password is compared and never shown, and messages state only whether it
+/// changed.
 pub fn ensure_role(ctx: &HostContext, options: &RoleOptions) -> Result<Outcome> {
     let target = resolve(ctx, options.connection.as_ref())?;
     if let Some(password) = &options.password {

@@ -4,8 +4,8 @@
 //!
 //! Everything goes through `systemctl` and `journalctl` run by [`Transport::exec`] as argument
 //! vectors, so it works the same on the local connection and over SSH. A step that changes a
-//! unit file marks the host's units as changed; the next step that talks to systemd runs
-//! `daemon-reload` first, so a run reloads at most once per batch of unit changes.
+//! unit file marks the host's units as changed. The next step that talks to systemd runs
+//! `daemon-reload` first, so a run reloads once per batch of unit changes.
 //!
 //! [`Transport::exec`]: crate::transport::Transport::exec
 
@@ -102,7 +102,7 @@ fn exec(ctx: &HostContext, argv: &[&str]) -> Result<ExecOutput> {
     Ok(ctx.block_on(ctx.transport.exec(&request))?)
 }
 
-/// The command's error output, or its standard output when stderr is empty.
+/// Returns the command's error output, or its standard output when stderr is empty.
 fn output_message(output: &ExecOutput) -> String {
     let stderr = output.stderr_text();
     if stderr.trim().is_empty() {
@@ -189,7 +189,7 @@ pub fn journal(ctx: &HostContext, unit: &str, lines: usize) -> Result<Vec<String
     Ok(output.stdout_text().lines().map(str::to_string).collect())
 }
 
-/// The failure message of a unit: what happened, its state and its last journal lines.
+/// Builds the failure of a unit from what happened, its state and its last journal lines.
 fn unit_failure(ctx: &HostContext, unit: &str, what: &str) -> PrimitiveError {
     // journald receives a service's output through a stream; --sync makes sure the lines the
     // unit wrote before it failed are readable before they are quoted.
@@ -246,7 +246,7 @@ fn outcome(changed: bool, reloaded: bool, message: &str) -> Outcome {
     }
 }
 
-/// The error for a unit that systemd does not know, outside check mode.
+/// Builds the error for a unit that systemd does not know, outside check mode.
 fn not_found(ctx: &HostContext, unit: &str) -> PrimitiveError {
     PrimitiveError::Failed(format!(
         "unit {unit} not found on {}; install its unit file first (systemd::unit)",
@@ -556,8 +556,8 @@ pub struct RestartOptions {
     pub name: Option<String>,
 }
 
-/// Whether a value passed as `if_changed` reports a change: `true`, a result map whose
-/// `changed` is true, or an array holding one.
+/// Returns whether a value passed as `if_changed` reports a change: `true`, a result map
+/// whose `changed` is true, or an array that contains one.
 pub fn any_changed(value: &Value) -> bool {
     match value {
         Value::Bool(changed) => *changed,

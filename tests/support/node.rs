@@ -1,6 +1,6 @@
-//! A real systemd host for the service tests: a Debian 12 root file system built once with
-//! debootstrap and cached under `/var/cache/masrun-tests/`, booted with systemd-nspawn inside
-//! a network namespace that the test binary creates, and shared by the tests of that binary.
+//! A real systemd host for the service tests. A Debian 12 root file system is built once with
+//! debootstrap and cached under `/var/cache/masrun-tests/`. Each test binary boots one node
+//! from it with systemd-nspawn, inside a network namespace of its own, and its tests share it.
 //!
 //! How tests reach the node: the SSH transport is not in this tree yet, so tests run masrun
 //! itself inside the node with `ansible_connection=local`. `nsenter -t LEADER -a` (LEADER is
@@ -162,7 +162,7 @@ fn tail(text: &str, lines: usize) -> String {
     kept
 }
 
-/// The Debian mirror the host's apt uses, so the node is built from the same place.
+/// Returns the Debian mirror that the host's apt uses, so the node is built from it too.
 fn debian_mirror() -> String {
     let mut texts = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/etc/apt/sources.list.d") {
@@ -340,8 +340,8 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// The start time of a process in clock ticks since boot, to tell it from a later process
-/// that reuses its PID.
+/// Returns the start time of a process in clock ticks since boot, to tell it from a later
+/// process that reuses its PID.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name in field 2 may contain spaces; the fields after it do not.
@@ -385,7 +385,7 @@ pub struct Node {
     postgres_password: String,
 }
 
-/// The node of this test binary, booted by the first test that asks for it.
+/// The node of this test binary, booted by the first test that uses it.
 static NODE: OnceLock<Result<Node, String>> = OnceLock::new();
 
 /// Returns the node shared by this test binary's tests, booting it on first use. A node that
@@ -678,13 +678,13 @@ rm -rf \"$root\"
         Ok(())
     }
 
-    /// The password of the node's PostgreSQL superuser.
+    /// Returns the password of the node's PostgreSQL superuser.
     pub fn postgres_password(&self) -> &str {
         &self.postgres_password
     }
 
-    /// A command that runs `argv` inside the node, in all of its namespaces, with a clean
-    /// environment plus `env`.
+    /// Builds a command that runs `argv` inside the node, in all of its namespaces, with a
+    /// clean environment plus `env`.
     pub fn command(&self, argv: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new("nsenter");
         command
@@ -737,8 +737,8 @@ rm -rf \"$root\"
             .unwrap_or_else(|error| panic!("{error}"))
     }
 
-    /// A new project directory under the scratch directory, which has the same path in the
-    /// node.
+    /// Creates a project directory under the scratch directory, which has the same path in
+    /// the node.
     pub fn project(&self, label: &str, vars: &serde_json::Value) -> Project {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{label}-"))

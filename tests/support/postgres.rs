@@ -18,7 +18,7 @@ pub struct Cluster {
     pub password: String,
 }
 
-/// The directory of the newest installed PostgreSQL server programs.
+/// Returns the directory of the newest installed PostgreSQL server programs.
 fn server_bin() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
@@ -31,7 +31,7 @@ fn server_bin() -> PathBuf {
     )
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// Returns a TCP port on 127.0.0.1 that nothing listens on right now.
 pub fn unused_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -121,7 +121,7 @@ impl Cluster {
         cluster
     }
 
-    /// The directory of the server's Unix socket.
+    /// Returns the directory of the server's Unix socket.
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -130,7 +130,7 @@ impl Cluster {
         self.dir.path().join("server.log")
     }
 
-    /// The server's log so far.
+    /// Returns the server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -187,7 +187,7 @@ impl Drop for Cluster {
     }
 }
 
-/// A random hex string for passwords and names that must not repeat between runs.
+/// Returns a random hex string for passwords and names that must not repeat between runs.
 pub fn uuid_like() -> String {
     let mut bytes = [0u8; 12];
     let file = std::fs::File::open("/dev/urandom").expect("/dev/urandom");

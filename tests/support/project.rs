@@ -66,7 +66,7 @@ impl Project {
         self.dir.join(relative)
     }
 
-    /// masrun's arguments for running `task` against this project with JSON output.
+    /// Builds masrun's arguments for running `task` against this project with JSON output.
     pub fn args(&self, task: &Path, extra: &[&str]) -> Vec<String> {
         let mut args = vec![
             "--output".to_string(),
@@ -86,7 +86,7 @@ impl Project {
 }
 
 impl Run {
-    /// The text of every `print` of the task file, in order.
+    /// Returns the text of every `print` of the task file, in order.
     pub fn messages(&self) -> Vec<String> {
         self.events()
             .into_iter()
@@ -95,7 +95,7 @@ impl Run {
             .collect()
     }
 
-    /// The JSON value a task file printed with `print(json::encode(value))` after `prefix`.
+    /// Parses the JSON that a task file printed after `prefix` (`print("x=" + json::encode(v))`).
     #[track_caller]
     pub fn printed(&self, prefix: &str) -> Value {
         let line = self
@@ -107,7 +107,7 @@ impl Run {
             .unwrap_or_else(|e| panic!("message {prefix:?} is not JSON ({e}): {line}"))
     }
 
-    /// The step event named `step`; panics when there is none.
+    /// Returns the step event named `step`, and panics when there is none.
     #[track_caller]
     pub fn step(&self, step: &str) -> Value {
         self.events()
@@ -116,7 +116,7 @@ impl Run {
             .unwrap_or_else(|| panic!("no step {step:?} in:\n{}", self.all_output()))
     }
 
-    /// The status of the step named `step`: ok, changed, failed or skipped.
+    /// Returns the status of the step named `step`: ok, changed, failed or skipped.
     #[track_caller]
     pub fn step_status(&self, step: &str) -> String {
         self.step(step)["status"]
