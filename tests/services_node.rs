@@ -195,6 +195,7 @@ for unit in units.keys() {
         print(`error ${unit}=` + json::encode(error.to_string()));
     }
 }
+print("reload_needed=" + systemd::daemon_reload_if_needed().changed);
 let failed = systemd::wait(#{ unit: "masrun-test-crash.service", state: "failed", timeout: 10 });
 print("waited=" + json::encode(failed.state.active_state));
 try {
@@ -247,6 +248,15 @@ fn failing_unit_reports_journal() {
         run.step_status("systemd.start masrun-test-crash.service"),
         "failed"
     );
+    // The first start reloaded units for all three new unit files, so nothing is left to do.
+    assert_eq!(run.printed("reload_needed="), false);
+    for unit in ["masrun-test-crash", "masrun-test-pre", "masrun-test-image"] {
+        assert_eq!(
+            systemctl_property(&format!("{unit}.service"), "NeedDaemonReload"),
+            "no",
+            "{unit}"
+        );
+    }
     assert_eq!(run.printed("waited="), "failed");
     let wait_error = run.printed("wait_error=").as_str().unwrap().to_string();
     assert!(
@@ -443,6 +453,91 @@ fn images_local_and_pull_failure() {
         check.assert_status(0);
         let missing = check.printed("local_missing=");
         assert_eq!(missing["changed"], true, "{runtime}: {missing}");
+    }
+}
+
+/// Imports a busybox image whose root file system also holds `/version` with `version`, and
+/// pushes it to the node's registry as `image`, without keeping it locally.
+fn push_version(node: &Node, image: &str, version: &str) {
+    node.sh(&format!(
+        "set -e
+root=$(mktemp -d)
+mkdir \"$root/bin\"
+cp /bin/busybox \"$root/bin/\"
+echo {version} > \"$root/version\"
+tar -C \"$root\" -c . | podman import - localhost/masrun-test/push:{version} >/dev/null
+podman push --quiet --tls-verify=false localhost/masrun-test/push:{version} docker://{image}
+podman rmi localhost/masrun-test/push:{version} >/dev/null
+rm -rf \"$root\""
+    ));
+}
+
+#[test]
+fn image_pulled_from_registry() {
+    let node = node();
+    for runtime in RUNTIMES {
+        // localhost:5000 is a registry, unlike localhost/, so masrun pulls from it.
+        let image = format!("localhost:5000/masrun/pulled-{runtime}:1");
+        push_version(node, &image, "one");
+        let project = node.project(
+            &format!("pull-{runtime}"),
+            &json!({"masrun_container_runtime": runtime}),
+        );
+        let task = project.task(
+            "pull",
+            &format!(
+                r#"
+let pulled = container::image(#{{ image: "{image}", retries: 1, delay: 0 }});
+print("pulled=" + json::encode(pulled));
+let kept = container::image(#{{ image: "{image}", pull: "missing" }});
+print("kept=" + json::encode(kept.changed));
+"#
+            ),
+        );
+        let step = format!("container.image {image}");
+        let local_id = |node: &Node| {
+            node.exec(
+                &["podman", "image", "inspect", "--format", "{{.Id}}", &image],
+                None,
+            )
+        };
+
+        let check = node.masrun(&project, &task, &["--check"]);
+        check.assert_status(0);
+        assert_eq!(check.step_message(&step), "would pull", "{runtime}");
+        assert!(
+            !local_id(node).status.success(),
+            "{runtime}: check mode pulled"
+        );
+
+        let first = node.masrun(&project, &task, &[]);
+        first.assert_status(0);
+        let pulled = first.printed("pulled=");
+        assert_eq!(pulled["changed"], true, "{runtime}: {pulled}");
+        assert_eq!(pulled["msg"], "pulled", "{runtime}: {pulled}");
+        let first_id = String::from_utf8_lossy(&local_id(node).stdout)
+            .trim()
+            .to_string();
+        assert!(
+            pulled["image_id"].as_str().unwrap().ends_with(&first_id),
+            "{runtime}: {pulled} vs {first_id}"
+        );
+        assert_eq!(first.printed("kept="), false, "{runtime}");
+
+        let second = node.masrun(&project, &task, &[]);
+        second.assert_status(0);
+        assert_eq!(second.printed("pulled=")["changed"], false, "{runtime}");
+
+        // A moved tag is picked up, as the playbook's pull on every install does.
+        push_version(node, &image, "two");
+        let moved = node.masrun(&project, &task, &[]);
+        moved.assert_status(0);
+        let pulled = moved.printed("pulled=");
+        assert_eq!(pulled["msg"], "pulled a newer image", "{runtime}: {pulled}");
+        let version = node.sh(&format!(
+            "podman run --rm {image} /bin/busybox cat /version"
+        ));
+        assert_eq!(version.trim(), "two", "{runtime}");
     }
 }
 

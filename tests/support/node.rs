@@ -22,8 +22,10 @@
 //! Inside the node: podman with runc, its API socket at `/run/podman/podman.sock` with
 //! `/run/docker.sock` linked to it (so the real docker client, bind-mounted from the host,
 //! talks to podman), a tmpfs at `/var/lib/containers`, a test image
-//! `localhost/masrun-test/busybox:1` imported from busybox-static (nothing can be pulled), and
-//! PostgreSQL 15 with a superuser `matrix` whose password is [`Node::postgres_password`].
+//! `localhost/masrun-test/busybox:1` imported from busybox-static (nothing can be pulled from
+//! outside), a registry of its own at `localhost:5000` (docker-registry, plain HTTP) for pull
+//! tests, and PostgreSQL 15 with a superuser `matrix` whose password is
+//! [`Node::postgres_password`].
 
 use std::ffi::CString;
 use std::io::Write;
@@ -44,6 +46,10 @@ const CACHE_DIR: &str = "/var/cache/masrun-tests";
 
 const SUITE: &str = "bookworm";
 
+/// The name of every root file system this file builds starts with this, followed by the
+/// suite and the recipe's hash; other files in the cache directory are left alone.
+const ROOTFS_PREFIX: &str = "services-node-rootfs-";
+
 /// Installed by debootstrap itself.
 const BASE_PACKAGES: &[&str] = &[
     "systemd",
@@ -63,6 +69,7 @@ const EXTRA_PACKAGES: &[&str] = &[
     "curl",
     "ca-certificates",
     "busybox-static",
+    "docker-registry",
 ];
 
 /// crun fails on this kernel's hybrid cgroup layout, and the default limits cannot be raised
@@ -74,6 +81,24 @@ pids_limit = 0
 
 [engine]
 runtime = \"runc\"
+";
+
+/// The node's own registry (docker-registry on port 5000) serves plain HTTP.
+const REGISTRIES_CONF: &str = "\
+[[registry]]
+location = \"localhost:5000\"
+insecure = true
+";
+
+/// Debian's docker-registry asks for htpasswd credentials by default; the node's registry is
+/// open, on loopback only.
+const REGISTRY_CONFIG: &str = "\
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+http:
+  addr: 127.0.0.1:5000
 ";
 
 /// podman's API socket under the name the docker client looks for. podman.socket cannot
@@ -119,6 +144,8 @@ fn cache_key() -> String {
         &EXTRA_PACKAGES.join(","),
         CONTAINERS_CONF,
         DOCKER_SOCKET_TMPFILES,
+        REGISTRIES_CONF,
+        REGISTRY_CONFIG,
         PG_HBA,
         &MASKED_UNITS.join(","),
     ] {
@@ -212,7 +239,7 @@ fn lock(path: &Path) -> std::fs::File {
 /// Concurrent test binaries wait for one build.
 pub fn rootfs() -> Result<PathBuf, String> {
     std::fs::create_dir_all(CACHE_DIR).map_err(|e| format!("create {CACHE_DIR}: {e}"))?;
-    let target = Path::new(CACHE_DIR).join(format!("rootfs-{SUITE}-{}", cache_key()));
+    let target = Path::new(CACHE_DIR).join(format!("{ROOTFS_PREFIX}{SUITE}-{}", cache_key()));
     if target.is_dir() {
         return Ok(target);
     }
@@ -305,6 +332,18 @@ fn build_rootfs(target: &Path) -> Result<(), String> {
         PG_HBA,
         0o640,
     )?;
+    write_file(
+        &partial,
+        "etc/containers/registries.conf.d/masrun-test.conf",
+        REGISTRIES_CONF,
+        0o644,
+    )?;
+    write_file(
+        &partial,
+        "etc/docker/registry/config.yml",
+        REGISTRY_CONFIG,
+        0o644,
+    )?;
     let mut mask = vec!["systemctl", "mask"];
     mask.extend_from_slice(MASKED_UNITS);
     chroot(&partial, &mask)?;
@@ -322,12 +361,27 @@ fn build_rootfs(target: &Path) -> Result<(), String> {
 
     std::fs::rename(&partial, target)
         .map_err(|e| format!("rename {} to {}: {e}", partial.display(), target.display()))?;
+    remove_other_rootfs(target);
     eprintln!(
         "built {} in {:.0} s",
         target.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Removes root file systems of earlier recipes, so the cache holds one (about 1 GB).
+fn remove_other_rootfs(current: &Path) {
+    let Ok(entries) = std::fs::read_dir(CACHE_DIR) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(ROOTFS_PREFIX) && path.is_dir() && path != current {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 fn which(program: &str) -> Option<PathBuf> {
