@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-# The service tests boot a Debian node with systemd-nspawn (built with debootstrap), run
-# podman and the docker client (docker.io is Debian's only package with it) and start
-# throwaway PostgreSQL clusters.
+# The service tests boot a Debian node with systemd-nspawn from a root file system built with
+# debootstrap (podman and PostgreSQL come inside it), bind-mount the host's docker client into
+# it (docker.io is Debian 12's only package with that client) and start throwaway PostgreSQL
+# clusters on the host.
 for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd \
-    systemd-nspawn:systemd-container debootstrap:debootstrap podman:podman runc:runc \
-    ip:iproute2 nsenter:util-linux chroot:coreutils psql:postgresql-client docker:docker.io; do
+    systemd-nspawn:systemd-container debootstrap:debootstrap ip:iproute2 nsenter:util-linux \
+    chroot:coreutils psql:postgresql-client docker:docker.io; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
