@@ -6,6 +6,8 @@ mod cli;
 mod engine;
 mod inventory;
 mod primitives;
+mod python_literal;
+mod repl;
 mod report;
 mod run;
 mod transport;
@@ -14,21 +16,24 @@ mod yaml;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse_from(cli::hoist_options(std::env::args().collect()));
-    init_logging(cli.verbose);
-    let status = run::run(cli);
+    let command = cli::parse(std::env::args().collect());
+    init_logging(command.verbose());
+    let status = match command {
+        cli::Command::Run(cli) => run::run(cli),
+        cli::Command::Repl(cli) => repl::repl(cli),
+        cli::Command::Eval(cli) => repl::eval(cli),
+    };
     ExitCode::from(status as u8)
 }
 
-/// Diagnostics go to stderr through `tracing`; `-vvv` turns on debug, `RUST_LOG` overrides.
+/// Diagnostics go to stderr through `tracing`; `-vv` adds info (such as the SSH keys offered),
+/// `-vvv` debug, and `RUST_LOG` overrides.
 fn init_logging(verbosity: u8) {
-    let default = if verbosity >= 3 {
-        "masrun=debug"
-    } else {
-        "masrun=warn"
+    let default = match verbosity {
+        0 | 1 => "masrun=warn",
+        2 => "masrun=info",
+        _ => "masrun=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

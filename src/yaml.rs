@@ -15,7 +15,8 @@
 //!
 //! Ansible's `!unsafe` tag marks a string that must never be templated. The loader represents
 //! it as the string wrapped in a Jinja raw block (see [`mark_unsafe`]), so the Jinja resolver
-//! renders it back to the literal text.
+//! renders it back to the literal text. [`parse_value_unmarked`] keeps such strings plain, for
+//! values that are never rendered.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -90,18 +91,37 @@ pub struct ParsedVars {
     pub warnings: Vec<YamlWarning>,
 }
 
-/// Parses one YAML document into a JSON value. Empty text is `Null`.
+/// Parses one YAML document into a JSON value, wrapping `!unsafe` strings as variables are.
+/// Empty text is `Null`. Only the tests read single values this way.
+#[cfg(test)]
 pub fn parse_value(text: &str) -> Result<Value, YamlError> {
     parse_value_with_warnings(text, None).map(|(value, _)| value)
 }
 
+/// Parses one YAML document like [`parse_value`], but keeps `!unsafe` strings as they are
+/// instead of wrapping them with [`mark_unsafe`]. This suits a value that is never rendered
+/// again, such as the result of the `from_yaml` filter, where the wrapper would be printed.
+pub fn parse_value_unmarked(text: &str) -> Result<Value, YamlError> {
+    parse_document(text, None, false).map(|(value, _)| value)
+}
+
 /// Parses one YAML document into a JSON value and returns the warnings next to it. `file` is
 /// only used to name the source in errors and warnings.
+#[cfg(test)]
 pub fn parse_value_with_warnings(
     text: &str,
     file: Option<&Path>,
 ) -> Result<(Value, Vec<YamlWarning>), YamlError> {
+    parse_document(text, file, true)
+}
+
+fn parse_document(
+    text: &str,
+    file: Option<&Path>,
+    mark_unsafe_strings: bool,
+) -> Result<(Value, Vec<YamlWarning>), YamlError> {
     let mut constructor = Constructor::new(file);
+    constructor.mark_unsafe_strings = mark_unsafe_strings;
     let value = match compose(text, file)? {
         Some(root) => constructor.construct(&root)?,
         None => Value::Null,
@@ -186,7 +206,60 @@ pub fn load_vars_file_with_warnings(path: &Path, layer: Layer) -> Result<ParsedV
         column: 0,
         message: format!("failed to read the file: {error}"),
     })?;
-    parse_vars_with_warnings(&text, Some(path), layer)
+    parse_vars_file(&text, path, layer)
+}
+
+/// Parses `text`, the content of the variables file `path`, like [`parse_vars_with_warnings`].
+/// A `.json` file that the YAML reader rejects (for example because of tab indentation) is
+/// read again as plain JSON, without key lines.
+pub fn parse_vars_file(text: &str, path: &Path, layer: Layer) -> Result<ParsedVars, YamlError> {
+    let yaml_error = match parse_vars_with_warnings(text, Some(path), layer) {
+        Ok(parsed) => return Ok(parsed),
+        Err(error) => error,
+    };
+    if path.extension().is_none_or(|extension| extension != "json") {
+        return Err(yaml_error);
+    }
+
+    let value: Value = serde_json::from_str(text).map_err(|error| YamlError {
+        file: Some(path.to_path_buf()),
+        line: error.line(),
+        column: error.column(),
+        message: format!("invalid JSON: {}", json_error_message(&error)),
+    })?;
+    let Value::Object(object) = value else {
+        return Err(YamlError {
+            file: Some(path.to_path_buf()),
+            line: 1,
+            column: 1,
+            message: "expected a JSON object of variable names at the top level".to_string(),
+        });
+    };
+    let vars = object
+        .into_iter()
+        .map(|(name, value)| {
+            let origin = Origin {
+                layer,
+                file: Some(path.to_path_buf()),
+                line: None,
+            };
+            (name, RawVar { value, origin })
+        })
+        .collect();
+    Ok(ParsedVars {
+        vars,
+        warnings: Vec::new(),
+    })
+}
+
+/// Returns serde_json's message without its " at line L column C" suffix, which the
+/// error's position already gives.
+fn json_error_message(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message,
+    }
 }
 
 /// Marks `text` as never to be templated by wrapping it in a Jinja raw block, which renders
@@ -466,6 +539,8 @@ struct Constructor<'a> {
     alias_depth: usize,
     /// Nodes constructed inside aliases so far.
     expanded_nodes: usize,
+    /// Whether `!unsafe` strings are wrapped with [`mark_unsafe`].
+    mark_unsafe_strings: bool,
 }
 
 impl<'a> Constructor<'a> {
@@ -475,6 +550,7 @@ impl<'a> Constructor<'a> {
             warnings: Vec::new(),
             alias_depth: 0,
             expanded_nodes: 0,
+            mark_unsafe_strings: true,
         }
     }
 
@@ -512,13 +588,15 @@ impl<'a> Constructor<'a> {
         match &node.kind {
             NodeKind::Scalar { text, style, tag } => {
                 let value = self.construct_scalar(node, text, *style, tag.as_deref())?;
-                match (tag.as_deref(), value) {
-                    (Some("!unsafe"), Value::String(text)) => Ok(Value::String(mark_unsafe(&text))),
-                    (_, value) => Ok(value),
-                }
+                let unsafe_tag = tag.as_deref() == Some("!unsafe");
+                Ok(mark_strings_unsafe_if(
+                    unsafe_tag && self.mark_unsafe_strings,
+                    value,
+                ))
             }
             NodeKind::Sequence { items, tag } => {
-                let unsafe_tag = self.check_collection_tag(node, tag.as_deref(), "seq")?;
+                let unsafe_tag = self.check_collection_tag(node, tag.as_deref(), "seq")?
+                    && self.mark_unsafe_strings;
                 let mut array = Vec::with_capacity(items.len());
                 for item in items {
                     array.push(self.construct(item)?);
@@ -526,7 +604,8 @@ impl<'a> Constructor<'a> {
                 Ok(mark_strings_unsafe_if(unsafe_tag, Value::Array(array)))
             }
             NodeKind::Mapping { tag, .. } => {
-                let unsafe_tag = self.check_collection_tag(node, tag.as_deref(), "map")?;
+                let unsafe_tag = self.check_collection_tag(node, tag.as_deref(), "map")?
+                    && self.mark_unsafe_strings;
                 let entries = self.construct_mapping(node)?;
                 let object: Map<String, Value> = entries
                     .into_iter()
@@ -1079,30 +1158,51 @@ fn plan_string_fix(text: &str, scalar: Option<WrittenScalar>, fixes: &mut Vec<Fi
     }
 }
 
-/// Returns whether a YAML 1.1 reader (PyYAML, or this module) reads the plain scalar `text`
-/// as something other than the same string.
+/// Returns whether a YAML 1.1 reader reads the plain scalar `text` as something other than the
+/// same string. Besides [`reads_as_non_string`], this covers `y` and `n`, which the YAML 1.1
+/// boolean type lists but PyYAML reads as strings.
 fn yaml11_reads_as_non_string(text: &str) -> bool {
-    // Forms that PyYAML resolves but this module's reader keeps as strings: sexagesimal
-    // numbers, dates, the value and merge indicators, and the one-letter booleans of
-    // other YAML 1.1 readers.
-    static PYYAML_ONLY: LazyLock<Regex> = LazyLock::new(|| {
+    reads_as_non_string(text) || matches!(text, "y" | "Y" | "n" | "N")
+}
+
+/// Returns whether PyYAML or this module reads the plain scalar `text` as something other than
+/// the same string, so that a writer must quote it.
+pub(crate) fn reads_as_non_string(text: &str) -> bool {
+    // The implicit resolvers of PyYAML 6.0 (`yaml/resolver.py`): bool, float, int, merge, null,
+    // timestamp and value. They catch the forms that this module's reader keeps as strings,
+    // such as `1:30`, `2024-05-01` and integers beyond 64 bits.
+    static PYYAML_RESOLVERS: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(
             r"(?x)^(?:
-                [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?
-              | [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt\ \t].*)?
-              | = | << | [yYnN]
+                yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF
+              | [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+              | \.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+              | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+              | [-+]?\.(?:inf|Inf|INF)
+              | \.(?:nan|NaN|NAN)
+              | [-+]?0b[0-1_]+
+              | [-+]?0[0-7_]+
+              | [-+]?(?:0|[1-9][0-9_]*)
+              | [-+]?0x[0-9a-fA-F_]+
+              | [-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+
+              | <<
+              | ~|null|Null|NULL|
+              | [0-9]{4}-[0-9]{2}-[0-9]{2}
+              | [0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[\ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?
+                (?:[\ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?
+              | =
             )$",
         )
         .expect("valid regex")
     });
-    !matches!(resolve_plain(text), Value::String(ref resolved) if resolved == text)
-        || PYYAML_ONLY.is_match(text)
+    PYYAML_RESOLVERS.is_match(text)
+        || !matches!(resolve_plain(text), Value::String(ref resolved) if resolved == text)
 }
 
-/// Rewrites a float written by serde_yaml_ng (ryu's shortest form, such as `1e20` or
-/// `1.5e-7`) into the form PyYAML reads as a float: a dot in the mantissa and a signed
-/// exponent (`1.0e+20`).
-fn pyyaml_float_text(text: &str) -> String {
+/// Rewrites a float written in ryu's shortest form (as serde_yaml_ng and serde_json write it,
+/// such as `1e20` or `1.5e-7`) into the form PyYAML reads as a float: a dot in the mantissa and
+/// a signed exponent (`1.0e+20`).
+pub(crate) fn pyyaml_float_text(text: &str) -> String {
     let Some((mantissa, exponent)) = text.split_once(['e', 'E']) else {
         return text.to_string();
     };
@@ -1146,7 +1246,7 @@ fn apply_fixes(yaml: &str, mut fixes: Vec<Fix>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;
@@ -1468,6 +1568,17 @@ mod tests {
         let value = parse("list: !unsafe ['{{ a }}', 3]\nmap: !unsafe {k: '{{ b }}'}\n");
         assert_eq!(value["list"], json!([mark_unsafe("{{ a }}"), 3]));
         assert_eq!(value["map"], json!({"k": mark_unsafe("{{ b }}")}));
+    }
+
+    #[test]
+    fn unsafe_unmarked_stays_plain() {
+        let text =
+            "a: !unsafe '{{ x }}'\nlist: !unsafe ['{{ a }}', 3]\nmap: !unsafe {k: '{{ b }}'}\n";
+        let value = parse_value_unmarked(text).expect("valid");
+        assert_eq!(
+            value,
+            json!({"a": "{{ x }}", "list": ["{{ a }}", 3], "map": {"k": "{{ b }}"}})
+        );
     }
 
     #[test]
@@ -1826,7 +1937,31 @@ after: 1
         assert_eq!(vars["b"].origin.line, Some(3));
     }
 
-    fn round_trip_cases() -> Vec<Value> {
+    #[test]
+    fn load_vars_file_json_fallback() {
+        // A tab after ':' is valid JSON but not valid YAML.
+        let text = "{\"a\":\t1,\n\"c\": \"yes\"}\n";
+        assert!(
+            parse_value(text).is_err(),
+            "the YAML reader must reject {text:?}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("extra.json");
+        std::fs::write(&path, text).expect("write");
+        let vars = load_vars_file(&path, Layer::ExtraVars).expect("valid");
+        assert_eq!(vars["a"].value, json!(1));
+        assert_eq!(vars["c"].value, json!("yes"));
+        assert_eq!(vars["c"].origin.line, None);
+
+        let yaml_path = dir.path().join("extra.yml");
+        std::fs::write(&yaml_path, text).expect("write");
+        let error = load_vars_file(&yaml_path, Layer::ExtraVars).expect_err("YAML file");
+        assert!(error.message.contains("whitespace"), "{error}");
+    }
+
+    /// Values that a YAML writer must quote or format with care to read back the same.
+    pub(crate) fn round_trip_cases() -> Vec<Value> {
         let strings = [
             "yes",
             "No",
@@ -1845,6 +1980,8 @@ after: 1
             "0x1F",
             "0b11",
             "1_000",
+            "0_",
+            "18446744073709551616",
             "1e3",
             "1.5",
             ".5",
@@ -1932,7 +2069,10 @@ after: 1
 
     #[test]
     fn to_yaml_quotes_yaml11_strings() {
-        let value = json!({"a": "yes", "b": "on", "c": "0750", "d": "~", "e": "y", "f": "1_000"});
+        let value = json!({
+            "a": "yes", "b": "on", "c": "0750", "d": "~", "e": "y", "f": "1_000",
+            "g": "18446744073709551616", "h": "0_"
+        });
         let written = to_yaml_string(&value);
         for line in written.lines() {
             let (_, scalar) = line.split_once(": ").expect("key: value line");

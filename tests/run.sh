@@ -9,8 +9,9 @@ missing=()
 # debootstrap (podman and PostgreSQL come inside it), bind-mount the host's docker client into
 # it (docker.io is Debian 12's only package with that client) and start throwaway PostgreSQL
 # clusters on the host.
-for tool in openssl:openssl runuser:util-linux getent:libc-bin useradd:passwd \
-    systemd-nspawn:systemd-container debootstrap:debootstrap ip:iproute2 nsenter:util-linux \
+for tool in openssl:openssl runuser:util-linux setsid:util-linux getent:libc-bin useradd:passwd \
+    pgrep:procps nginx:nginx-light /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client \
+    ip:iproute2 systemd-nspawn:systemd-container debootstrap:debootstrap nsenter:util-linux \
     chroot:coreutils psql:postgresql-client docker:docker.io; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
@@ -32,6 +33,24 @@ if ((${#missing[@]})); then
         trap - EXIT
     fi
 fi
+
+# A real Synapse from PyPI, in a virtualenv cached outside the repository.
+synapse_venv=${MASRUN_TEST_SYNAPSE_VENV:-/var/cache/masrun-tests/synapse-venv}
+if [ ! -x "$synapse_venv/bin/synapse_homeserver" ]; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq python3-venv
+    fi
+    rm -rf "$synapse_venv"
+    mkdir -p "$(dirname "$synapse_venv")"
+    python3 -m venv "$synapse_venv"
+    "$synapse_venv/bin/pip" install -q 'matrix-synapse>=1.136'
+fi
+export MASRUN_TEST_SYNAPSE_VENV=$synapse_venv
+
+# sshd refuses to start without its privilege separation directory.
+mkdir -p /run/sshd
 
 if [ ! -f ../shared/reference/mas-config.schema.json ]; then
     echo "tests/run.sh: ../shared/reference/mas-config.schema.json is missing; the schema test needs it" >&2

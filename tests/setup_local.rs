@@ -75,7 +75,7 @@ fn config_validates_against_mas_schema() {
             .unwrap_or_else(|e| panic!("MAS schema {}: {e}", schema_path.display())),
     )
     .unwrap();
-    // Formats stay unchecked, as MAS's own deserializer does: `database.host` holds the
+    // Formats stay unchecked, as MAS's own deserializer does: `database.host` is the
     // socket directory `/run-postgres`, which the schema's `hostname` format would reject.
     let validator = jsonschema::options()
         .should_validate_formats(false)
@@ -550,5 +550,119 @@ fn undefined_variable_names_chain() {
         &root,
         &run,
         &["matrix_nonexistent_domain", "matrix_server_fqn_matrix"],
+    );
+}
+
+#[test]
+fn mas_cli_wrapper_keeps_arguments_whole() {
+    let root = TestRoot::new();
+    root.setup(&[]).assert_status(0);
+
+    // A recording `docker` on PATH prints each argument it receives on its own line.
+    let fake_bin = root.path().join("fake-bin");
+    std::fs::create_dir(&fake_bin).unwrap();
+    let recorder = fake_bin.join("docker");
+    std::fs::write(
+        &recorder,
+        "#!/bin/sh\nfor arg in \"$@\"; do printf '%s\\n' \"$arg\"; done\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &recorder,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", fake_bin.display(), std::env::var("PATH").unwrap());
+
+    let output = std::process::Command::new(root.mas().join("bin/mas-cli"))
+        .args([
+            "manage",
+            "set-display-name",
+            "alice",
+            "Alice in *Wonderland*",
+        ])
+        .env("PATH", &path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let arguments: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        arguments,
+        [
+            "exec",
+            "matrix-authentication-service",
+            "mas-cli",
+            "manage",
+            "set-display-name",
+            "alice",
+            "Alice in *Wonderland*"
+        ]
+    );
+
+    let output = std::process::Command::new(root.mas().join("bin/mas-cli"))
+        .env("PATH", &path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).ends_with("mas-cli\nhelp\n"),
+        "no arguments runs help"
+    );
+}
+
+#[test]
+fn migration_omits_compat_layer_labels() {
+    let root = TestRoot::new();
+    root.setup(&[]).assert_status(0);
+    let labels = root.read("config/labels");
+    assert!(
+        labels.contains("_internalmatrix-authentication-service-public-compatibility-layer.rule=")
+    );
+    assert!(
+        labels
+            .contains("_internalmatrix-authentication-service-internal-compatibility-layer.rule=")
+    );
+    assert!(labels.contains(
+        "PathRegexp(`^/_matrix/client/(?P<version>([^/]+))/(?P<endpoint>(login|logout|refresh))`)"
+    ));
+
+    root.setup(&[
+        "-e",
+        "matrix_authentication_service_migration_in_progress=true",
+    ])
+    .assert_status(0);
+    let labels = root.read("config/labels");
+    assert!(
+        !labels.contains("compatibility-layer"),
+        "compat routers omitted while migrating:\n{labels}"
+    );
+    assert!(
+        labels.contains("traefik.http.routers.matrix-authentication-service.rule="),
+        "main router stays"
+    );
+}
+
+#[test]
+fn podman_runtime_changes_unit() {
+    let root = TestRoot::new();
+    root.setup(&["-e", "masrun_container_runtime=podman"])
+        .assert_status(0);
+    let unit = std::fs::read_to_string(
+        root.unit_dir()
+            .join("matrix-authentication-service.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("/usr/bin/env podman create"), "{unit}");
+    assert!(
+        !unit.contains("docker"),
+        "no docker in a podman unit:\n{unit}"
     );
 }

@@ -70,6 +70,20 @@ impl ScriptError {
         main_source: &str,
         module_dirs: &[PathBuf],
     ) -> ScriptError {
+        ScriptError::runtime_with_sources(error, main_source, module_dirs, &|path| {
+            std::fs::read_to_string(path).ok()
+        })
+    }
+
+    /// Classifies and renders a runtime error as [`ScriptError::runtime`] does, reading the
+    /// text of each source through `read_source`, for sources that are not files, such as
+    /// REPL entries.
+    pub fn runtime_with_sources(
+        error: &EvalAltResult,
+        main_source: &str,
+        module_dirs: &[PathBuf],
+        read_source: &dyn Fn(&str) -> Option<String>,
+    ) -> ScriptError {
         let mut calls = Vec::new();
         let mut source = main_source.to_string();
         let mut current = error;
@@ -115,7 +129,7 @@ impl ScriptError {
             other => (FailureKind::BadInput, strip_position(&other.to_string())),
         };
 
-        let file_source = std::fs::read_to_string(&source).ok();
+        let file_source = read_source(&source);
         let mut rendered = render_frame(
             &message,
             &source,

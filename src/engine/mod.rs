@@ -4,6 +4,7 @@
 //! directories. It owns no flow: task files do.
 
 pub mod error;
+mod option_names;
 mod register;
 mod register_services;
 
@@ -17,6 +18,7 @@ use crate::run::host::HostContext;
 use crate::vars::HostVars;
 
 pub use error::ScriptError;
+pub use register::suggest;
 
 /// A handle on the host's variables as task files see them: `vars.name`, `vars["name"]`.
 #[derive(Clone)]

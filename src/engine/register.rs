@@ -1,17 +1,22 @@
 //! Registration of the primitives and helpers that task files call. Each primitive takes one
 //! options map (`#{path: "...", mode: "0750"}`), rejects unknown keys, runs as one reported
-//! step and returns its outcome map.
+//! step and returns its outcome map. Every function is registered with its parameter names and
+//! a one-line description, which the REPL's `:help` reads back from the engine.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Module};
+use rhai::{
+    Array, Dynamic, Engine, EvalAltResult, FuncRegistration, ImmutableString, Map, Module,
+    NativeCallContext,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::VarsHandle;
 use super::error::{FailureKind, ScriptFailure};
-use crate::primitives::{self, Outcome, PrimitiveError, command, file, template, user};
+use super::option_names::option_names;
+use crate::primitives::{self, Outcome, PrimitiveError, command, file, template, user, yaml_edit};
 use crate::run::host::{HostContext, ValidationIssue};
 use crate::vars::VarError;
 
@@ -20,6 +25,7 @@ pub(super) type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 pub fn all(engine: &mut Engine, ctx: Arc<HostContext>) {
     register_vars(engine, &ctx);
     register_globals(engine, &ctx);
+    register_helpers(engine, &ctx);
     engine.register_static_module("file", file_module(&ctx).into());
     engine.register_static_module("template", template_module(&ctx).into());
     engine.register_static_module("command", command_module(&ctx).into());
@@ -59,6 +65,22 @@ pub fn to_value(value: &Dynamic) -> RhaiResult<Value> {
     rhai::serde::from_dynamic(value)
 }
 
+/// A function's registration with its parameters (`"name: Type"`, the return type last) and the
+/// description that `:help` shows.
+pub(super) fn documented(name: &str, params: &[&str], description: &str) -> FuncRegistration {
+    FuncRegistration::new(name)
+        .with_params_info(params)
+        .with_comments([doc_comment(description)])
+}
+
+/// Rhai's form of a doc comment: every line starts with `///`.
+fn doc_comment(text: &str) -> String {
+    text.lines()
+        .map(|line| format!("/// {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub(super) fn parse_options<O: DeserializeOwned>(function: &str, options: Map) -> RhaiResult<O> {
     rhai::serde::from_dynamic(&Dynamic::from_map(options))
         .map_err(|error| failure(FailureKind::BadInput, format!("{function}: {error}")))
@@ -91,54 +113,134 @@ step_label!(file::CopyOptions, |o| o.path.display().to_string());
 step_label!(file::AttributesOptions, |o| o.path.display().to_string());
 step_label!(file::AbsentOptions, |o| o.path.display().to_string());
 step_label!(template::TemplateOptions, |o| o.path.display().to_string());
+step_label!(yaml_edit::YamlEditOptions, |o| o.path.display().to_string());
 step_label!(command::CommandOptions, |o| o.argv.join(" "));
 
-/// Registers `module::function(options)` as a reported step.
+/// Registers `module::function(options)` as a reported step. `description` and the names of
+/// `O`'s fields become the function's help text.
 pub(super) fn register_step<O>(
     module: &mut Module,
     ctx: &Arc<HostContext>,
     qualified: &'static str,
+    description: &str,
     action: fn(&HostContext, &O) -> primitives::Result<Outcome>,
 ) where
     O: DeserializeOwned + StepLabel + Send + Sync + 'static,
 {
     let function = qualified.rsplit("::").next().unwrap_or(qualified);
     let ctx = ctx.clone();
-    module.set_native_fn(function, move |options: Map| -> RhaiResult<Dynamic> {
-        let options: O = parse_options(qualified, options)?;
-        let label = match options.explicit_name() {
-            Some(name) => name.clone(),
-            None => format!("{} {}", qualified.replace("::", "."), options.target()),
-        };
-        let outcome = primitives::run_step(&ctx, &label, || action(&ctx, &options))
-            .map_err(primitive_failure)?;
-        to_dynamic(&outcome.into_value())
-    });
+    let description = options_help(description, option_names::<O>());
+    let registration = documented(function, &["options: Map", "Map"], &description);
+    registration.set_into_module(
+        module,
+        move |context: NativeCallContext, options: Map| -> RhaiResult<Dynamic> {
+            let step = || -> RhaiResult<Dynamic> {
+                let options: O = parse_options(qualified, options)?;
+                let label = match options.explicit_name() {
+                    Some(name) => name.clone(),
+                    None => format!("{} {}", qualified.replace("::", "."), options.target()),
+                };
+                let outcome = primitives::run_step(&ctx, &label, || action(&ctx, &options))
+                    .map_err(primitive_failure)?;
+                to_dynamic(&outcome.into_value())
+            };
+            step().map_err(|error| at_call(&context, error))
+        },
+    );
+}
+
+/// Gives an error the position of the call that raised it. Rhai 1.27 leaves the position of
+/// an error from a native function called through a module (`file::read(...)`) unset, so the
+/// error frame would not point at the call.
+pub(super) fn at_call(
+    context: &NativeCallContext,
+    mut error: Box<EvalAltResult>,
+) -> Box<EvalAltResult> {
+    if error.position().is_none() {
+        error.set_position(context.call_position());
+    }
+    error
+}
+
+/// Appends the accepted option keys to a primitive's description.
+fn options_help(description: &str, options: &[&str]) -> String {
+    if options.is_empty() {
+        description.to_string()
+    } else {
+        format!("{description}\nOptions: {}.", options.join(", "))
+    }
 }
 
 fn file_module(ctx: &Arc<HostContext>) -> Module {
     let mut module = Module::new();
-    register_step(&mut module, ctx, "file::directory", file::directory);
-    register_step(&mut module, ctx, "file::content", file::content);
-    register_step(&mut module, ctx, "file::copy", file::copy);
-    register_step(&mut module, ctx, "file::absent", file::absent);
-    register_step(&mut module, ctx, "file::attributes", file::attributes);
+    register_step(
+        &mut module,
+        ctx,
+        "file::directory",
+        "Ensures a directory exists with the given mode and owner, creating parents like mkdir -p.",
+        file::directory,
+    );
+    register_step(
+        &mut module,
+        ctx,
+        "file::content",
+        "Ensures a file holds exactly `content`, written atomically, with the given mode and owner.",
+        file::content,
+    );
+    register_step(
+        &mut module,
+        ctx,
+        "file::copy",
+        "Copies a file from the controller (`src`) to the host (`path`), written atomically.",
+        file::copy,
+    );
+    register_step(
+        &mut module,
+        ctx,
+        "file::absent",
+        "Removes a file, symlink or whole directory tree if it exists.",
+        file::absent,
+    );
+    register_step(
+        &mut module,
+        ctx,
+        "file::attributes",
+        "Sets the mode and owner of an existing path.",
+        file::attributes,
+    );
+    register_step(
+        &mut module,
+        ctx,
+        "file::yaml_edit",
+        "Sets and removes keys in a YAML file, keeping its other keys, comments and layout.",
+        yaml_edit::edit,
+    );
 
     let stat_ctx = ctx.clone();
-    module.set_native_fn(
+    documented(
         "stat",
-        move |path: ImmutableString| -> RhaiResult<Dynamic> {
-            let value =
-                file::stat(&stat_ctx, &PathBuf::from(path.as_str())).map_err(primitive_failure)?;
+        &["path: String", "Map"],
+        "Returns #{exists, kind, mode, uid, gid, size} for a path on the host.",
+    )
+    .set_into_module(
+        &mut module,
+        move |context: NativeCallContext, path: ImmutableString| -> RhaiResult<Dynamic> {
+            let value = file::stat(&stat_ctx, &PathBuf::from(path.as_str()))
+                .map_err(|error| at_call(&context, primitive_failure(error)))?;
             to_dynamic(&value)
         },
     );
     let read_ctx = ctx.clone();
-    module.set_native_fn(
+    documented(
         "read",
-        move |path: ImmutableString| -> RhaiResult<Dynamic> {
-            let text =
-                file::read(&read_ctx, &PathBuf::from(path.as_str())).map_err(primitive_failure)?;
+        &["path: String", "String"],
+        "Returns a file's text from the host, or () when the file does not exist.",
+    )
+    .set_into_module(
+        &mut module,
+        move |context: NativeCallContext, path: ImmutableString| -> RhaiResult<Dynamic> {
+            let text = file::read(&read_ctx, &PathBuf::from(path.as_str()))
+                .map_err(|error| at_call(&context, primitive_failure(error)))?;
             Ok(text.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
         },
     );
@@ -147,21 +249,42 @@ fn file_module(ctx: &Arc<HostContext>) -> Module {
 
 fn template_module(ctx: &Arc<HostContext>) -> Module {
     let mut module = Module::new();
-    register_step(&mut module, ctx, "template::file", template::file);
+    register_step(
+        &mut module,
+        ctx,
+        "template::file",
+        "Renders the Jinja template `src` with the host's variables and writes it to `path` like file::content.",
+        template::file,
+    );
 
     let render_ctx = ctx.clone();
-    module.set_native_fn(
+    documented(
         "render",
-        move |name: ImmutableString| -> RhaiResult<String> {
-            template::render(&render_ctx, &name, None).map_err(template_failure)
+        &["name: String", "String"],
+        "Renders a template from stdlib/templates/ with the host's variables and returns the text.",
+    )
+    .set_into_module(
+        &mut module,
+        move |context: NativeCallContext, name: ImmutableString| -> RhaiResult<String> {
+            template::render(&render_ctx, &name, None)
+                .map_err(|error| at_call(&context, template_failure(error)))
         },
     );
     let render_with_ctx = ctx.clone();
-    module.set_native_fn(
+    documented(
         "render",
-        move |name: ImmutableString, extra: Map| -> RhaiResult<String> {
+        &["name: String", "extra: Map", "String"],
+        "Renders a template with the host's variables, shadowed by the variables in `extra`.",
+    )
+    .set_into_module(
+        &mut module,
+        move |context: NativeCallContext,
+              name: ImmutableString,
+              extra: Map|
+              -> RhaiResult<String> {
             let extra = to_value(&Dynamic::from_map(extra))?;
-            template::render(&render_with_ctx, &name, Some(&extra)).map_err(template_failure)
+            template::render(&render_with_ctx, &name, Some(&extra))
+                .map_err(|error| at_call(&context, template_failure(error)))
         },
     );
     module
@@ -174,38 +297,75 @@ fn template_failure(error: PrimitiveError) -> Box<EvalAltResult> {
 
 fn command_module(ctx: &Arc<HostContext>) -> Module {
     let mut module = Module::new();
-    register_step(&mut module, ctx, "command::run", command::run);
+    register_step(
+        &mut module,
+        ctx,
+        "command::run",
+        "Runs `argv` on the host without a shell and returns rc, stdout and stderr; a non-zero exit fails the step unless `ignore_errors`.",
+        command::run,
+    );
     module
 }
 
 fn user_module(ctx: &Arc<HostContext>) -> Module {
     let mut module = Module::new();
     let group_ctx = ctx.clone();
-    module.set_native_fn("group", move |options: Map| -> RhaiResult<Dynamic> {
-        let options: user::GroupOptions = parse_options("user::group", options)?;
-        let label = format!("user.group {}", options.name);
-        let outcome =
-            primitives::run_step(&group_ctx, &label, || user::group(&group_ctx, &options))
-                .map_err(primitive_failure)?;
-        to_dynamic(&outcome.into_value())
-    });
+    let group_help = options_help(
+        "Ensures a group exists on the host, with `gid` when given.",
+        option_names::<user::GroupOptions>(),
+    );
+    let group = documented("group", &["options: Map", "Map"], &group_help);
+    group.set_into_module(
+        &mut module,
+        move |context: NativeCallContext, options: Map| -> RhaiResult<Dynamic> {
+            let options: user::GroupOptions = parse_options("user::group", options)?;
+            let label = format!("user.group {}", options.name);
+            let outcome =
+                primitives::run_step(&group_ctx, &label, || user::group(&group_ctx, &options))
+                    .map_err(|error| at_call(&context, primitive_failure(error)))?;
+            to_dynamic(&outcome.into_value())
+        },
+    );
     let user_ctx = ctx.clone();
-    module.set_native_fn("user", move |options: Map| -> RhaiResult<Dynamic> {
-        let options: user::UserOptions = parse_options("user::user", options)?;
-        let label = format!("user.user {}", options.name);
-        let outcome = primitives::run_step(&user_ctx, &label, || user::user(&user_ctx, &options))
-            .map_err(primitive_failure)?;
-        to_dynamic(&outcome.into_value())
-    });
+    let user_help = options_help(
+        "Ensures a user exists on the host with the given uid, primary group, home and shell.",
+        option_names::<user::UserOptions>(),
+    );
+    let user = documented("user", &["options: Map", "Map"], &user_help);
+    user.set_into_module(
+        &mut module,
+        move |context: NativeCallContext, options: Map| -> RhaiResult<Dynamic> {
+            let options: user::UserOptions = parse_options("user::user", options)?;
+            let label = format!("user.user {}", options.name);
+            let outcome =
+                primitives::run_step(&user_ctx, &label, || user::user(&user_ctx, &options))
+                    .map_err(|error| at_call(&context, primitive_failure(error)))?;
+            to_dynamic(&outcome.into_value())
+        },
+    );
     module
 }
 
 fn validation_module(ctx: &Arc<HostContext>) -> Module {
     let mut module = Module::new();
-    for (function, is_error) in [("error", true), ("warning", false)] {
+    let kinds = [
+        (
+            "error",
+            true,
+            "an error",
+            " Any error stops the run before a change.",
+        ),
+        ("warning", false, "a warning", ""),
+    ];
+    for (function, is_error, kind, effect) in kinds {
         let with_var = ctx.clone();
-        module.set_native_fn(
+        documented(
             function,
+            &["variable: String", "message: String", "()"],
+            &format!("Reports {kind} about `variable` from a task file's validate().{effect}"),
+        )
+        .set_into_module(
+            &mut module,
             move |variable: ImmutableString, message: ImmutableString| -> RhaiResult<()> {
                 with_var.add_issue(ValidationIssue {
                     host: with_var.name.clone(),
@@ -218,8 +378,13 @@ fn validation_module(ctx: &Arc<HostContext>) -> Module {
             },
         );
         let without_var = ctx.clone();
-        module.set_native_fn(
+        documented(
             function,
+            &["message: String", "()"],
+            &format!("Reports {kind} from a task file's validate().{effect}"),
+        )
+        .set_into_module(
+            &mut module,
             move |message: ImmutableString| -> RhaiResult<()> {
                 without_var.add_issue(ValidationIssue {
                     host: without_var.name.clone(),
@@ -237,25 +402,75 @@ fn validation_module(ctx: &Arc<HostContext>) -> Module {
 
 fn yaml_module() -> Module {
     let mut module = Module::new();
-    module.set_native_fn("decode", |text: ImmutableString| -> RhaiResult<Dynamic> {
-        let value = crate::yaml::parse_value(&text)
-            .map_err(|error| failure(FailureKind::BadInput, format!("yaml::decode: {error}")))?;
-        to_dynamic(&value)
+    documented(
+        "decode",
+        &["text: String", "Dynamic"],
+        "Parses YAML text the way Ansible reads it (YAML 1.1).",
+    )
+    .set_into_module(
+        &mut module,
+        |text: ImmutableString| -> RhaiResult<Dynamic> {
+            let value = crate::yaml::parse_value_unmarked(&text).map_err(|error| {
+                failure(FailureKind::BadInput, format!("yaml::decode: {error}"))
+            })?;
+            to_dynamic(&value)
+        },
+    );
+    // The encoder reads its output back and fails unless every value survives, so a secret
+    // with quotes, `#` or a newline can never reach a file changed or half-quoted.
+    documented(
+        "encode",
+        &["value: Dynamic", "String"],
+        "Writes a value as block-style YAML that Ansible reads back as the same value.",
+    )
+    .set_into_module(&mut module, |value: Dynamic| -> RhaiResult<String> {
+        let value = to_value(&value)?;
+        let text = crate::yaml::to_yaml_string(&value);
+        match crate::yaml::parse_value_unmarked(&text) {
+            Ok(read_back) if read_back == value => Ok(text),
+            _ => Err(failure(
+                FailureKind::Failed,
+                "yaml::encode: the YAML written does not read back as the same data",
+            )),
+        }
     });
-    module.set_native_fn("encode", |value: Dynamic| -> RhaiResult<String> {
-        Ok(crate::yaml::to_yaml_string(&to_value(&value)?))
+    documented(
+        "key_lines",
+        &["text: String", "Map"],
+        "Returns the 1-based line of each top-level key of a YAML document.",
+    )
+    .set_into_module(&mut module, |text: ImmutableString| -> RhaiResult<Map> {
+        let vars = crate::yaml::parse_vars_str(&text, None, crate::vars::source::Layer::Builtin)
+            .map_err(|error| failure(FailureKind::BadInput, format!("yaml::key_lines: {error}")))?;
+        Ok(vars
+            .into_iter()
+            .filter_map(|(key, raw)| {
+                raw.origin
+                    .line
+                    .map(|line| (key.into(), Dynamic::from(line as i64)))
+            })
+            .collect())
     });
     module
 }
 
 fn json_module() -> Module {
     let mut module = Module::new();
-    module.set_native_fn("decode", |text: ImmutableString| -> RhaiResult<Dynamic> {
-        let value: Value = serde_json::from_str(&text)
-            .map_err(|error| failure(FailureKind::BadInput, format!("json::decode: {error}")))?;
-        to_dynamic(&value)
-    });
-    module.set_native_fn("encode", |value: Dynamic| -> RhaiResult<String> {
+    documented("decode", &["text: String", "Dynamic"], "Parses JSON text.").set_into_module(
+        &mut module,
+        |text: ImmutableString| -> RhaiResult<Dynamic> {
+            let value: Value = serde_json::from_str(&text).map_err(|error| {
+                failure(FailureKind::BadInput, format!("json::decode: {error}"))
+            })?;
+            to_dynamic(&value)
+        },
+    );
+    documented(
+        "encode",
+        &["value: Dynamic", "String"],
+        "Writes a value as compact JSON.",
+    )
+    .set_into_module(&mut module, |value: Dynamic| -> RhaiResult<String> {
         Ok(to_value(&value)?.to_string())
     });
     module
@@ -268,8 +483,13 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
             to_dynamic(&vars.0.get(&name).map_err(var_failure)?)
         },
     );
-    engine.register_fn(
+    documented(
         "get",
+        &["vars: Vars", "name: String", "default: Dynamic", "Dynamic"],
+        "Returns a variable's resolved value, or `default` when no layer defines it.",
+    )
+    .register_into_engine(
+        engine,
         |vars: &mut VarsHandle, name: ImmutableString, default: Dynamic| -> RhaiResult<Dynamic> {
             match vars.0.try_get(&name).map_err(var_failure)? {
                 Some(value) => to_dynamic(&value),
@@ -277,10 +497,20 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
             }
         },
     );
-    engine.register_fn("has", |vars: &mut VarsHandle, name: ImmutableString| {
+    documented(
+        "has",
+        &["vars: Vars", "name: String", "bool"],
+        "Returns whether any layer defines the variable.",
+    )
+    .register_into_engine(engine, |vars: &mut VarsHandle, name: ImmutableString| {
         vars.0.contains(&name)
     });
-    engine.register_fn("origin", |vars: &mut VarsHandle, name: ImmutableString| {
+    documented(
+        "origin",
+        &["vars: Vars", "name: String", "String"],
+        "Returns where the variable's value was set (layer, file and line).",
+    )
+    .register_into_engine(engine, |vars: &mut VarsHandle, name: ImmutableString| {
         vars.0
             .origin(&name)
             .map(|o| o.to_string())
@@ -290,15 +520,25 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
     // The same lookups as plain functions, for stdlib modules, which cannot see the task
     // file's `vars` constant.
     let get_ctx = ctx.clone();
-    engine.register_fn(
+    documented(
         "variable",
+        &["name: String", "Dynamic"],
+        "Returns a variable's resolved value; fails when it is undefined.",
+    )
+    .register_into_engine(
+        engine,
         move |name: ImmutableString| -> RhaiResult<Dynamic> {
             to_dynamic(&get_ctx.vars.get(&name).map_err(var_failure)?)
         },
     );
     let default_ctx = ctx.clone();
-    engine.register_fn(
+    documented(
         "variable",
+        &["name: String", "default: Dynamic", "Dynamic"],
+        "Returns a variable's resolved value, or `default` when no layer defines it.",
+    )
+    .register_into_engine(
+        engine,
         move |name: ImmutableString, default: Dynamic| -> RhaiResult<Dynamic> {
             match default_ctx.vars.try_get(&name).map_err(var_failure)? {
                 Some(value) => to_dynamic(&value),
@@ -307,11 +547,21 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
         },
     );
     let has_ctx = ctx.clone();
-    engine.register_fn("has_variable", move |name: ImmutableString| {
+    documented(
+        "has_variable",
+        &["name: String", "bool"],
+        "Returns whether any layer defines the variable.",
+    )
+    .register_into_engine(engine, move |name: ImmutableString| {
         has_ctx.vars.contains(&name)
     });
     let origin_ctx = ctx.clone();
-    engine.register_fn("variable_origin", move |name: ImmutableString| {
+    documented(
+        "variable_origin",
+        &["name: String", "String"],
+        "Returns where the variable's value was set (layer, file and line).",
+    )
+    .register_into_engine(engine, move |name: ImmutableString| {
         origin_ctx
             .vars
             .origin(&name)
@@ -319,8 +569,13 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
             .unwrap_or_default()
     });
     let raw_ctx = ctx.clone();
-    engine.register_fn(
+    documented(
         "variable_raw",
+        &["name: String", "Dynamic"],
+        "Returns a variable's value as set, before its templates are rendered.",
+    )
+    .register_into_engine(
+        engine,
         move |name: ImmutableString| -> RhaiResult<Dynamic> {
             match raw_ctx.vars.raw(&name) {
                 Some(raw) => to_dynamic(&raw.value),
@@ -329,8 +584,13 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
         },
     );
     let set_ctx = ctx.clone();
-    engine.register_fn(
+    documented(
         "set_variable",
+        &["name: String", "value: Dynamic", "()"],
+        "Overrides a variable for the rest of the run, above every layer, like set_fact.",
+    )
+    .register_into_engine(
+        engine,
         move |name: ImmutableString, value: Dynamic| -> RhaiResult<()> {
             let origin = crate::vars::source::Origin {
                 layer: crate::vars::source::Layer::Builtin,
@@ -342,7 +602,12 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
         },
     );
     let names_ctx = ctx.clone();
-    engine.register_fn("variable_names", move || -> Array {
+    documented(
+        "variable_names",
+        &["Array"],
+        "Returns the names of all of the host's variables, sorted.",
+    )
+    .register_into_engine(engine, move || -> Array {
         names_ctx
             .vars
             .names()
@@ -351,8 +616,13 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
             .collect()
     });
     let eval_ctx = ctx.clone();
-    engine.register_fn(
+    documented(
         "jinja",
+        &["expression: String", "Dynamic"],
+        "Evaluates a Jinja expression (without braces) with the host's variables and filters.",
+    )
+    .register_into_engine(
+        engine,
         move |expression: ImmutableString| -> RhaiResult<Dynamic> {
             to_dynamic(
                 &eval_ctx
@@ -365,31 +635,62 @@ fn register_vars(engine: &mut Engine, ctx: &Arc<HostContext>) {
 }
 
 fn register_globals(engine: &mut Engine, ctx: &Arc<HostContext>) {
-    engine.register_fn("fail", |message: ImmutableString| -> RhaiResult<()> {
+    documented(
+        "fail",
+        &["message: String", "()"],
+        "Fails the task on this host with `message`.",
+    )
+    .register_into_engine(engine, |message: ImmutableString| -> RhaiResult<()> {
         Err(failure(FailureKind::Failed, message.to_string()))
     });
     let warn_ctx = ctx.clone();
-    engine.register_fn("warn", move |message: ImmutableString| {
+    documented(
+        "warn",
+        &["message: String", "()"],
+        "Prints a warning for this host.",
+    )
+    .register_into_engine(engine, move |message: ImmutableString| {
         warn_ctx.reporter.warning(Some(&warn_ctx.name), &message);
     });
     let check_ctx = ctx.clone();
-    engine.register_fn("is_check_mode", move || check_ctx.check_mode());
+    documented(
+        "is_check_mode",
+        &["bool"],
+        "Returns whether primitives only report what they would change.",
+    )
+    .register_into_engine(engine, move || check_ctx.check_mode());
     let host_ctx = ctx.clone();
-    engine.register_fn("host_name", move || host_ctx.name.clone());
-    engine.register_fn(
+    documented(
+        "host_name",
+        &["String"],
+        "Returns the inventory name of the host.",
+    )
+    .register_into_engine(engine, move || host_ctx.name.clone());
+}
+
+/// Registers helpers for text, values and variable names.
+fn register_helpers(engine: &mut Engine, ctx: &Arc<HostContext>) {
+    documented(
         "split_command",
-        |command: ImmutableString| -> RhaiResult<Array> {
-            let words = shell_words::split(&command).map_err(|error| {
-                failure(
-                    FailureKind::BadInput,
-                    format!("cannot split command {command:?}: {error}"),
-                )
-            })?;
-            Ok(words.into_iter().map(Dynamic::from).collect())
-        },
-    );
-    engine.register_fn(
+        &["command: String", "Array"],
+        "Splits a command line into words the way a POSIX shell does, without running it.",
+    )
+    .register_into_engine(engine, |command: ImmutableString| -> RhaiResult<Array> {
+        let words = shell_words::split(&command).map_err(|error| {
+            failure(
+                FailureKind::BadInput,
+                format!("cannot split command {command:?}: {error}"),
+            )
+        })?;
+        Ok(words.into_iter().map(Dynamic::from).collect())
+    });
+    documented(
         "regex_match",
+        &["text: String", "pattern: String", "bool"],
+        "Returns whether the regular expression matches anywhere in `text`.",
+    )
+    .register_into_engine(
+        engine,
         |text: ImmutableString, pattern: ImmutableString| -> RhaiResult<bool> {
             let regex = regex::Regex::new(&pattern).map_err(|error| {
                 failure(
@@ -400,23 +701,52 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<HostContext>) {
             Ok(regex.is_match(&text))
         },
     );
-    engine.register_fn("as_bool", |value: Dynamic| -> RhaiResult<bool> {
+    documented(
+        "as_bool",
+        &["value: Dynamic", "bool"],
+        "Reads a value as a boolean the way Ansible's `bool` filter does (\"yes\", \"on\", 1, ...).",
+    )
+    .register_into_engine(engine, |value: Dynamic| -> RhaiResult<bool> {
         Ok(crate::vars::ansible_bool(&to_value(&value)?))
     });
-    engine.register_fn("shell_quote", |text: ImmutableString| {
+    documented(
+        "shell_quote",
+        &["text: String", "String"],
+        "Quotes text for a POSIX shell, like Ansible's `quote` filter.",
+    )
+    .register_into_engine(engine, |text: ImmutableString| {
         crate::vars::shell_quote(&text)
     });
-    engine.register_fn("new_ulid", || ulid::Ulid::new().to_string());
-    engine.register_fn(
+    documented(
+        "path_parent",
+        &["path: String", "String"],
+        "Returns the parent directory of a path, or \"\" for a path without one.",
+    )
+    .register_into_engine(engine, |path: ImmutableString| {
+        std::path::Path::new(path.as_str())
+            .parent()
+            .map(|parent| parent.display().to_string())
+            .unwrap_or_default()
+    });
+    documented("new_ulid", &["String"], "Returns a new random ULID.")
+        .register_into_engine(engine, || ulid::Ulid::new().to_string());
+    documented(
         "did_you_mean",
-        |word: ImmutableString, candidates: Array| {
-            let candidates: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
-            suggest(&word, candidates.iter().map(String::as_str)).unwrap_or_default()
-        },
-    );
+        &["word: String", "candidates: Array", "String"],
+        "Returns the candidate closest to `word` if it is a likely typo of it, else \"\".",
+    )
+    .register_into_engine(engine, |word: ImmutableString, candidates: Array| {
+        let candidates: Vec<String> = candidates.iter().map(|c| c.to_string()).collect();
+        suggest(&word, candidates.iter().map(String::as_str)).unwrap_or_default()
+    });
     let unknown_ctx = ctx.clone();
-    engine.register_fn(
+    documented(
         "unknown_variables",
+        &["prefix: String", "Array"],
+        "Lists variables with `prefix` that no default defines, as #{name, suggestion}: usually typos.",
+    )
+    .register_into_engine(
+        engine,
         move |prefix: ImmutableString| -> Array { unknown_variables(&unknown_ctx, &prefix) },
     );
     engine.register_type_with_name::<ScriptFailure>("Failure");
@@ -426,8 +756,13 @@ fn register_globals(engine: &mut Engine, ctx: &Arc<HostContext>) {
     engine.register_fn("to_debug", |failure: &mut ScriptFailure| {
         failure.message.clone()
     });
-    engine.register_fn(
+    documented(
         "combine",
+        &["base: Dynamic", "overlay: Dynamic", "Dynamic"],
+        "Deep-merges `overlay` into `base` like Ansible's combine(recursive=True).",
+    )
+    .register_into_engine(
+        engine,
         |base: Dynamic, overlay: Dynamic| -> RhaiResult<Dynamic> {
             to_dynamic(&crate::vars::combine_values(
                 &to_value(&base)?,

@@ -20,7 +20,7 @@ use serde_json::{Number, Value};
 
 use super::InventoryError;
 use super::host_pattern::expand_host_pattern;
-use super::python_literal::parse_python_literal;
+use crate::python_literal::parse_python_literal;
 use crate::vars::source::{Layer, Origin, RawVar, VarSource};
 
 /// The group every host belongs to.

@@ -6,7 +6,6 @@ mod extra_vars;
 mod host_pattern;
 mod ini;
 mod limit;
-mod python_literal;
 mod tree;
 mod vars_files;
 

@@ -9,8 +9,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::vars::source::{Layer, Origin, RawVar, VarSource};
-use crate::yaml::{self, ParsedVars, YamlError};
+use crate::vars::source::{Layer, VarSource};
+use crate::yaml::{self, ParsedVars};
 
 use super::InventoryError;
 
@@ -135,61 +135,13 @@ fn is_ignored(file_name: &str) -> bool {
             .any(|suffix| file_name.ends_with(suffix))
 }
 
-/// Loads one variables file. JSON files that the YAML loader rejects (for example because of
-/// tab indentation) are read again as plain JSON, without key lines.
+/// Loads one variables file with [`yaml::parse_vars_file`].
 fn load_vars_file(path: &Path, layer: Layer) -> Result<ParsedVars, InventoryError> {
     let text = fs::read_to_string(path).map_err(|error| InventoryError::Read {
         path: path.to_path_buf(),
         error,
     })?;
-    let yaml_error = match yaml::parse_vars_with_warnings(&text, Some(path), layer) {
-        Ok(parsed) => return Ok(parsed),
-        Err(error) => error,
-    };
-    if path.extension().is_none_or(|extension| extension != "json") {
-        return Err(yaml_error.into());
-    }
-
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|error| YamlError {
-        file: Some(path.to_path_buf()),
-        line: error.line(),
-        column: error.column(),
-        message: format!("invalid JSON: {}", json_error_message(&error)),
-    })?;
-    let serde_json::Value::Object(object) = value else {
-        return Err(YamlError {
-            file: Some(path.to_path_buf()),
-            line: 1,
-            column: 1,
-            message: "expected a JSON object of variable names at the top level".to_string(),
-        }
-        .into());
-    };
-    let vars = object
-        .into_iter()
-        .map(|(name, value)| {
-            let origin = Origin {
-                layer,
-                file: Some(path.to_path_buf()),
-                line: None,
-            };
-            (name, RawVar { value, origin })
-        })
-        .collect();
-    Ok(ParsedVars {
-        vars,
-        warnings: Vec::new(),
-    })
-}
-
-/// Returns serde_json's message without its " at line L column C" suffix, which the
-/// error's position already gives.
-fn json_error_message(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    match message.rfind(" at line ") {
-        Some(index) => message[..index].to_string(),
-        None => message,
-    }
+    Ok(yaml::parse_vars_file(&text, path, layer)?)
 }
 
 #[cfg(test)]

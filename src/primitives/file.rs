@@ -205,18 +205,18 @@ pub fn write_content(
 ) -> Result<Outcome> {
     require_absolute(path)?;
     let wanted = resolve_attrs(ctx, attr_options)?;
+    // The stat and the contents in one request burst where the transport can pipeline.
     let paths = [path.to_path_buf()];
-    let stat = ctx.block_on(ctx.transport.stat(&paths))?.remove(0);
-
-    let current = match &stat {
-        Some(stat) if stat.kind == FileKind::Directory => {
+    let found = ctx.block_on(ctx.transport.stat_and_read(&paths))?.remove(0);
+    let (stat, current) = match found {
+        Some((stat, _)) if stat.kind == FileKind::Directory => {
             return Err(PrimitiveError::Failed(format!(
                 "{} is a directory, expected a file",
                 display(path)
             )));
         }
-        Some(_) => ctx.block_on(ctx.transport.read(&paths))?.remove(0),
-        None => None,
+        Some((stat, contents)) => (Some(stat), contents),
+        None => (None, None),
     };
 
     if current.as_deref() == Some(bytes) {

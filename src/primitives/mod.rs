@@ -9,6 +9,7 @@ pub mod postgres;
 pub mod systemd;
 pub mod template;
 pub mod user;
+pub mod yaml_edit;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -17,7 +18,7 @@ use crate::report::{Status, Step};
 use crate::run::host::HostContext;
 use crate::transport::{ExecRequest, TransportError};
 
-/// What one primitive call did.
+/// The result of one primitive call.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
     pub changed: bool,
@@ -93,6 +94,19 @@ impl PrimitiveError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, PrimitiveError::Transport(error) if error.is_unreachable())
     }
+
+    /// Names the step that was running in an unreachable error, which the run reports once
+    /// for the host instead of as a failed step.
+    fn during_step(self, step: &str) -> PrimitiveError {
+        match self {
+            PrimitiveError::Transport(TransportError::Unreachable(message)) => {
+                PrimitiveError::Transport(TransportError::Unreachable(format!(
+                    "{message} (during step {step})"
+                )))
+            }
+            other => other,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, PrimitiveError>;
@@ -105,6 +119,11 @@ pub fn run_step(
     action: impl FnOnce() -> Result<Outcome>,
 ) -> Result<Outcome> {
     ctx.reporter.host_activity(&ctx.name, name);
+    if crate::transport::is_interrupted() {
+        return Err(PrimitiveError::Failed(format!(
+            "interrupted (Ctrl-C) before step {name}"
+        )));
+    }
     match action() {
         Ok(outcome) => {
             if outcome.changed {
@@ -119,17 +138,16 @@ pub fn run_step(
             });
             Ok(outcome)
         }
+        Err(error) if error.is_unreachable() => Err(error.during_step(name)),
         Err(error) => {
-            if !error.is_unreachable() {
-                let message = error.to_string();
-                ctx.reporter.step(&Step {
-                    host: &ctx.name,
-                    name,
-                    status: Status::Failed,
-                    diff: None,
-                    message: Some(&message),
-                });
-            }
+            let message = error.to_string();
+            ctx.reporter.step(&Step {
+                host: &ctx.name,
+                name,
+                status: Status::Failed,
+                diff: None,
+                message: Some(&message),
+            });
             Err(error)
         }
     }

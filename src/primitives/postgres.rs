@@ -28,7 +28,7 @@ use tokio_postgres::{Client, NoTls, Row};
 
 use super::{Outcome, PrimitiveError, Result};
 use crate::run::host::HostContext;
-use crate::transport::StreamTarget;
+use crate::transport::{StreamTarget, TransportError};
 
 /// How long opening a session (stream, startup and authentication) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -225,13 +225,53 @@ fn failure(ctx: &HostContext, target: &Target, action: &str, detail: &str) -> Pr
     ))
 }
 
-/// Opens a session, or why it could not.
+/// Why talking to the server failed.
+enum SessionError {
+    /// The host connection failed, or the operator interrupted the step.
+    Transport(TransportError),
+    Server(tokio_postgres::Error),
+    Timeout,
+}
+
+impl From<TransportError> for SessionError {
+    fn from(error: TransportError) -> SessionError {
+        SessionError::Transport(error)
+    }
+}
+
+impl SessionError {
+    /// Turns the error into the step's failure. An interrupt or an unreachable host keeps its
+    /// meaning for the run; anything else names the target and the server's words.
+    fn into_failure(self, ctx: &HostContext, target: &Target, action: &str) -> PrimitiveError {
+        match self {
+            SessionError::Transport(error)
+                if error.is_unreachable() || matches!(error, TransportError::Interrupted) =>
+            {
+                PrimitiveError::Transport(error)
+            }
+            SessionError::Transport(error) => failure(ctx, target, action, &error.to_string()),
+            SessionError::Server(error) => failure(ctx, target, action, &describe_error(&error)),
+            SessionError::Timeout => failure(
+                ctx,
+                target,
+                action,
+                &format!("no answer within {} seconds", CONNECT_TIMEOUT.as_secs()),
+            ),
+        }
+    }
+}
+
+/// Waits for a request to the server from the script's thread.
+fn wait<T>(
+    ctx: &HostContext,
+    request: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+) -> std::result::Result<T, SessionError> {
+    ctx.block_on(async { request.await.map_err(SessionError::Server) })
+}
+
+/// Opens a session, or returns why it could not.
 async fn open(ctx: &HostContext, target: &Target) -> std::result::Result<Client, SessionError> {
-    let stream = ctx
-        .transport
-        .connect_stream(&target.stream)
-        .await
-        .map_err(|error| SessionError::Stream(error.to_string()))?;
+    let stream = ctx.transport.connect_stream(&target.stream).await?;
     let mut config = tokio_postgres::Config::new();
     config
         .user(&target.user)
@@ -249,24 +289,6 @@ async fn open(ctx: &HostContext, target: &Target) -> std::result::Result<Client,
         }
     });
     Ok(client)
-}
-
-enum SessionError {
-    Stream(String),
-    Server(tokio_postgres::Error),
-    Timeout,
-}
-
-impl SessionError {
-    fn describe(&self) -> String {
-        match self {
-            SessionError::Stream(message) => message.clone(),
-            SessionError::Server(error) => describe_error(error),
-            SessionError::Timeout => {
-                format!("no answer within {} seconds", CONNECT_TIMEOUT.as_secs())
-            }
-        }
-    }
 }
 
 fn open_with_timeout(
@@ -287,7 +309,7 @@ fn connect(ctx: &HostContext, target: &Target) -> Result<Arc<Client>> {
         return Ok(client);
     }
     let client = open_with_timeout(ctx, target)
-        .map_err(|error| failure(ctx, target, "connecting", &error.describe()))?;
+        .map_err(|error| error.into_failure(ctx, target, "connecting"))?;
     let client = Arc::new(client);
     ctx.keep_postgres_client(&key, client.clone());
     Ok(client)
@@ -301,8 +323,7 @@ fn simple(
     action: &str,
     sql: &str,
 ) -> Result<()> {
-    ctx.block_on(client.batch_execute(sql))
-        .map_err(|error| failure(ctx, target, action, &describe_error(&error)))
+    wait(ctx, client.batch_execute(sql)).map_err(|error| error.into_failure(ctx, target, action))
 }
 
 fn query_rows(
@@ -313,8 +334,7 @@ fn query_rows(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>> {
-    ctx.block_on(client.query(sql, params))
-        .map_err(|error| failure(ctx, target, action, &describe_error(&error)))
+    wait(ctx, client.query(sql, params)).map_err(|error| error.into_failure(ctx, target, action))
 }
 
 /// Quotes an identifier (a role or database name) for SQL text.
@@ -425,16 +445,19 @@ fn read_role(
     target: &Target,
     role: &str,
 ) -> Result<Option<RoleRow>> {
-    let authid = ctx.block_on(client.query(
-        "SELECT rolcanlogin, rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1",
-        &[&role],
-    ));
+    let authid = wait(
+        ctx,
+        client.query(
+            "SELECT rolcanlogin, rolpassword FROM pg_catalog.pg_authid WHERE rolname = $1",
+            &[&role],
+        ),
+    );
     match authid {
         Ok(rows) => Ok(rows.first().map(|row| RoleRow {
             can_login: row.get(0),
             verifier: Some(row.get(1)),
         })),
-        Err(error)
+        Err(SessionError::Server(error))
             if error.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
         {
             let rows = query_rows(
@@ -450,12 +473,7 @@ fn read_role(
                 verifier: None,
             }))
         }
-        Err(error) => Err(failure(
-            ctx,
-            target,
-            "reading roles",
-            &describe_error(&error),
-        )),
+        Err(error) => Err(error.into_failure(ctx, target, "reading roles")),
     }
 }
 
@@ -849,9 +867,8 @@ fn run_statement(
     options: &QueryOptions,
 ) -> Result<(Vec<Value>, Option<u64>)> {
     let action = "running the query";
-    let statement = ctx
-        .block_on(client.prepare(&options.sql))
-        .map_err(|error| failure(ctx, target, action, &describe_error(&error)))?;
+    let statement = wait(ctx, client.prepare(&options.sql))
+        .map_err(|error| error.into_failure(ctx, target, action))?;
     if statement.params().len() != options.params.len() {
         return Err(PrimitiveError::InvalidOption(format!(
             "the query takes {} parameter(s) but params has {}",
@@ -870,14 +887,12 @@ fn run_statement(
         params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
 
     if statement.columns().is_empty() {
-        let affected = ctx
-            .block_on(client.execute(&statement, &references))
-            .map_err(|error| failure(ctx, target, action, &describe_error(&error)))?;
+        let affected = wait(ctx, client.execute(&statement, &references))
+            .map_err(|error| error.into_failure(ctx, target, action))?;
         return Ok((Vec::new(), Some(affected)));
     }
-    let rows = ctx
-        .block_on(client.query(&statement, &references))
-        .map_err(|error| failure(ctx, target, action, &describe_error(&error)))?;
+    let rows = wait(ctx, client.query(&statement, &references))
+        .map_err(|error| error.into_failure(ctx, target, action))?;
     let rows = rows
         .iter()
         .map(row_to_map)

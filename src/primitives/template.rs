@@ -37,7 +37,7 @@ pub fn find(ctx: &HostContext, name: &str) -> Result<PathBuf> {
         })
 }
 
-/// Renders a template to text. `extra` holds variables that shadow the host's for this render.
+/// Renders a template to text. `extra` contains variables that shadow the host's for this render.
 pub fn render(ctx: &HostContext, name: &str, extra: Option<&Value>) -> Result<String> {
     let path = find(ctx, name)?;
     let source = std::fs::read_to_string(&path).map_err(|error| {
@@ -66,7 +66,7 @@ pub struct TemplateOptions {
     pub name: Option<String>,
 }
 
-/// Renders `src` and ensures `path` holds the result.
+/// Renders `src` and ensures `path` contains the result.
 pub fn file(ctx: &HostContext, options: &TemplateOptions) -> Result<Outcome> {
     let text = render(ctx, &options.src, options.vars.as_ref())?;
     write_content(ctx, &options.path, text.as_bytes(), &options.attrs())

@@ -73,6 +73,8 @@ struct Inner {
     color: bool,
     redactor: Arc<Redactor>,
     progress: Option<MultiProgress>,
+    /// Lines go to stderr instead of stdout.
+    to_stderr: bool,
     bars: Mutex<IndexMap<String, ProgressBar>>,
     stats: Mutex<IndexMap<String, HostStats>>,
     started: Instant,
@@ -96,6 +98,32 @@ impl Reporter {
                 color: terminal && std::env::var_os("NO_COLOR").is_none(),
                 redactor,
                 progress,
+                to_stderr: false,
+                bars: Mutex::new(IndexMap::new()),
+                stats: Mutex::new(IndexMap::new()),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// Creates a reporter that writes to stderr without progress lines, for the REPL and
+    /// `masrun eval`, whose stdout carries only the results of entries.
+    pub fn on_stderr(
+        format: OutputFormat,
+        show_diff: bool,
+        verbosity: u8,
+        redactor: Arc<Redactor>,
+    ) -> Reporter {
+        let terminal = std::io::stderr().is_terminal();
+        Reporter {
+            inner: Arc::new(Inner {
+                format,
+                show_diff,
+                verbosity,
+                color: terminal && std::env::var_os("NO_COLOR").is_none(),
+                redactor,
+                progress: None,
+                to_stderr: true,
                 bars: Mutex::new(IndexMap::new()),
                 stats: Mutex::new(IndexMap::new()),
                 started: Instant::now(),
@@ -331,8 +359,15 @@ impl Reporter {
 
     fn print_json(&self, value: &serde_json::Value) {
         let line = self.inner.redactor.redact(&value.to_string());
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{line}");
+        self.write_line(&line);
+    }
+
+    fn write_line(&self, line: &str) {
+        if self.inner.to_stderr {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        } else {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
     }
 
     fn print_line(&self, text: &str) {
@@ -341,10 +376,7 @@ impl Reporter {
             Some(progress) => {
                 let _ = progress.println(text);
             }
-            None => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "{text}");
-            }
+            None => self.write_line(&text),
         }
     }
 

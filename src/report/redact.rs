@@ -3,7 +3,7 @@
 
 use std::sync::RwLock;
 
-/// What a masked secret looks like in output.
+/// The text that replaces a secret in output.
 pub const MASK: &str = "********";
 
 /// Secrets shorter than this are not masked: masking `no` or `1` would garble every line

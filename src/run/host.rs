@@ -7,13 +7,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::watch;
+
 use crate::report::Reporter;
-use crate::transport::Transport;
+use crate::transport::{Transport, TransportError};
 use crate::vars::HostVars;
 use crate::vars::source::Origin;
 
-/// Where task files, stdlib modules, templates and files are looked up, first match wins: the
-/// operator's project directory before the installed copy.
+/// Search paths for task files, stdlib modules, templates and files. The first match wins,
+/// and the operator's project directory comes before the installed copy.
 #[derive(Clone, Debug)]
 pub struct SearchPaths {
     pub project_dir: PathBuf,
@@ -45,6 +47,66 @@ pub struct ValidationIssue {
     pub is_error: bool,
 }
 
+/// A flag the operator raises to stop what hosts are doing (Ctrl-C in the REPL). Clones share
+/// the flag, so one interrupt reaches every host context that has a clone.
+#[derive(Clone, Debug)]
+pub struct Interrupt {
+    raised: Arc<AtomicBool>,
+    /// Wakes the futures waiting in [`HostContext::block_on`] when the flag is raised.
+    wake: Arc<watch::Sender<()>>,
+}
+
+impl Interrupt {
+    pub fn new() -> Interrupt {
+        Interrupt {
+            raised: Arc::new(AtomicBool::new(false)),
+            wake: Arc::new(watch::Sender::new(())),
+        }
+    }
+
+    pub fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        self.wake.send_replace(());
+    }
+
+    pub fn clear(&self) {
+        self.raised.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+
+    /// Completes once the flag is raised, at once if it already is.
+    async fn raised(&self) {
+        let mut wake = self.wake.subscribe();
+        while !self.is_raised() {
+            // The sender lives in `self`, so the channel cannot close while this waits.
+            if wake.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Default for Interrupt {
+    fn default() -> Interrupt {
+        Interrupt::new()
+    }
+}
+
+/// A result type that can carry [`TransportError::Interrupted`], so [`HostContext::block_on`]
+/// can return it in place of the future's own output.
+pub trait Interruptible {
+    fn interrupted() -> Self;
+}
+
+impl<T, E: From<TransportError>> Interruptible for Result<T, E> {
+    fn interrupted() -> Self {
+        Err(TransportError::Interrupted.into())
+    }
+}
+
 pub struct HostContext {
     pub name: String,
     pub transport: Arc<dyn Transport>,
@@ -59,6 +121,7 @@ pub struct HostContext {
     /// User and group ids resolved on the host, by `(database, name)`.
     ids: Mutex<HashMap<(&'static str, String), u32>>,
     issues: Mutex<Vec<ValidationIssue>>,
+    interrupt: Interrupt,
     /// Whether a unit file changed since systemd last reloaded its units on this host.
     units_changed: AtomicBool,
     /// Open PostgreSQL sessions, by target, role and database, reused by later steps.
@@ -89,9 +152,20 @@ impl HostContext {
             changes: AtomicU64::new(0),
             ids: Mutex::new(HashMap::new()),
             issues: Mutex::new(Vec::new()),
+            interrupt: Interrupt::new(),
             units_changed: AtomicBool::new(false),
             postgres_clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Makes `interrupt` stop this host's primitives; see [`HostContext::block_on`].
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> HostContext {
+        self.interrupt = interrupt;
+        self
+    }
+
+    pub fn interrupt(&self) -> &Interrupt {
+        &self.interrupt
     }
 
     /// Whether primitives must only report what they would change.
@@ -99,9 +173,36 @@ impl HostContext {
         self.check.load(Ordering::Relaxed)
     }
 
+    /// Switches check mode for the primitives called from now on.
+    pub fn set_check_mode(&self, check: bool) {
+        self.check.store(check, Ordering::Relaxed);
+    }
+
     /// Runs a transport future to completion from the script's blocking thread.
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+    ///
+    /// When the context's [`Interrupt`] is raised, the future is dropped and
+    /// [`TransportError::Interrupted`] returned. A transport stops the operation on the host
+    /// when its future is dropped: the local transport kills the command. An operation that
+    /// completed while the interrupt was raised also returns `Interrupted`, although it may
+    /// have taken effect.
+    pub fn block_on<F>(&self, future: F) -> F::Output
+    where
+        F: Future,
+        F::Output: Interruptible,
+    {
+        self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                () = self.interrupt.raised() => F::Output::interrupted(),
+                output = future => {
+                    if self.interrupt.is_raised() {
+                        F::Output::interrupted()
+                    } else {
+                        output
+                    }
+                }
+            }
+        })
     }
 
     pub fn record_change(&self) {
@@ -171,5 +272,96 @@ impl HostContext {
 
     pub fn take_issues(&self) -> Vec<ValidationIssue> {
         std::mem::take(&mut *self.issues.lock().unwrap())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{HostContext, Interrupt, SearchPaths};
+    use crate::report::{OutputFormat, Redactor, Reporter};
+    use crate::transport::local::LocalTransport;
+    use crate::transport::{ExecRequest, TransportError};
+    use crate::vars::HostVars;
+
+    fn context(runtime: &tokio::runtime::Runtime, interrupt: Interrupt) -> HostContext {
+        let reporter = Reporter::on_stderr(OutputFormat::Json, false, 0, Arc::new(Redactor::new()));
+        HostContext::new(
+            "test".into(),
+            Arc::new(LocalTransport::new()),
+            Arc::new(HostVars::new("test", Vec::new(), Vec::new())),
+            reporter,
+            runtime.handle().clone(),
+            SearchPaths {
+                project_dir: ".".into(),
+                stdlib_dirs: Vec::new(),
+            },
+            false,
+            Arc::new(BTreeSet::new()),
+        )
+        .with_interrupt(interrupt)
+    }
+
+    fn process_exists(pattern: &str) -> bool {
+        std::process::Command::new("pgrep")
+            .args(["-f", pattern])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("pgrep runs")
+            .success()
+    }
+
+    #[test]
+    fn interrupt_stops_running_command() {
+        let runtime = crate::run::runtime().unwrap();
+        let interrupt = Interrupt::new();
+        let ctx = context(&runtime, interrupt.clone());
+        // A unique duration finds this test's process among others.
+        let duration = format!("30.{}4", std::process::id());
+        let request = ExecRequest {
+            argv: vec!["sleep".into(), duration.clone()],
+            ..ExecRequest::default()
+        };
+
+        let raiser = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !process_exists(&format!("sleep {duration}")) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            interrupt.raise();
+            duration
+        });
+        let result = ctx.block_on(ctx.transport.exec(&request));
+        let duration = raiser.join().unwrap();
+
+        assert!(
+            matches!(result, Err(TransportError::Interrupted)),
+            "got {result:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while process_exists(&format!("sleep {duration}")) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !process_exists(&format!("sleep {duration}")),
+            "the dropped command was killed"
+        );
+    }
+
+    #[test]
+    fn raised_interrupt_refuses_new_work() {
+        let runtime = crate::run::runtime().unwrap();
+        let interrupt = Interrupt::new();
+        let ctx = context(&runtime, interrupt.clone());
+        interrupt.raise();
+        let result = ctx.block_on(ctx.transport.stat(&["/".into()]));
+        assert!(matches!(result, Err(TransportError::Interrupted)));
+
+        interrupt.clear();
+        let result = ctx.block_on(ctx.transport.stat(&["/".into()]));
+        assert!(result.is_ok(), "got {result:?}");
     }
 }

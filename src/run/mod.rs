@@ -5,20 +5,22 @@
 //! with exit status 2 and no host changed.
 
 pub mod host;
-mod paths;
+pub mod paths;
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::cli::{Cli, OutputArg};
+use crate::cli::{Cli, HostKeyPolicyArg, OutputArg};
 use crate::engine::{self, ScriptError, error::FailureKind};
 use crate::inventory::{self, Inventory};
 use crate::report::{OutputFormat, Redactor, Reporter};
 use crate::transport::local::LocalTransport;
+use crate::transport::ssh::{HostKeyPolicy, SshConnector};
 use crate::transport::{Transport, TransportError};
 use crate::vars::HostVars;
 use crate::vars::source::{Layer, Origin, RawVar, VarSource};
@@ -63,17 +65,9 @@ pub fn run(cli: Cli) -> ExitStatus {
         }
     };
 
-    for (_, vars) in &plan.hosts {
-        for secret in vars.secrets() {
-            redactor.add(&secret);
-        }
-    }
+    add_secrets(&redactor, &plan.hosts);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             reporter.fatal(&format!("cannot start the async runtime: {error}"));
@@ -89,18 +83,8 @@ enum Prepared {
 }
 
 fn prepare(cli: &Cli) -> Result<Prepared, String> {
-    if !cli.inventory.is_file() {
-        return Err(format!(
-            "inventory {} not found; pass the hosts file with -i",
-            cli.inventory.display()
-        ));
-    }
-    let inventory = Inventory::load(&cli.inventory).map_err(|e| e.to_string())?;
-    for warning in inventory.warnings() {
-        tracing::warn!("{warning}");
-    }
-    let project_dir = paths::project_dir(inventory.dir());
-    let search = paths::search_paths(&project_dir);
+    let (inventory, search) = load_inventory(&cli.inventory)?;
+    let project_dir = search.project_dir.clone();
 
     let task = paths::find_task(&cli.task, &project_dir).map_err(|searched| {
         let searched: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
@@ -122,36 +106,97 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
         return Ok(Prepared::Help(help));
     }
 
-    let selected = inventory
-        .select(cli.limit.as_deref())
-        .map_err(|e| e.to_string())?;
-    if selected.is_empty() {
-        return Err("no hosts selected".into());
-    }
-
-    let defaults = load_defaults(&search)?;
-    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
-    let extra = inventory::parse_extra_vars(&cli.extra_vars, &cwd).map_err(|e| e.to_string())?;
-
-    let mut hosts = Vec::new();
-    for host in selected {
-        let mut layers = vec![defaults.clone()];
-        layers.extend(inventory.layers_for(&host.name));
-        layers.push(extra.clone());
-        layers.push(builtins(&inventory, &host.name, cli.check));
-        let vars = HostVars::new(&host.name, layers, search.template_dirs());
-        hosts.push((host.name.clone(), Arc::new(vars)));
-    }
+    let selected = select_hosts(
+        &inventory,
+        &search,
+        cli.limit.as_deref(),
+        &cli.extra_vars,
+        cli.check,
+    )?;
 
     let compiler = rhai::Engine::new();
     let ast = engine::compile(&compiler, &task).map_err(|e| e.to_string())?;
     Ok(Prepared::Plan(Plan {
         task,
         ast,
-        hosts,
+        hosts: selected.hosts,
         paths: search,
-        default_names: Arc::new(defaults.keys().cloned().collect()),
+        default_names: selected.default_names,
     }))
+}
+
+/// Loads the inventory file and finds the search paths of its project.
+pub fn load_inventory(path: &Path) -> Result<(Inventory, SearchPaths), String> {
+    if !path.is_file() {
+        return Err(format!(
+            "inventory {} not found; pass the hosts file with -i",
+            path.display()
+        ));
+    }
+    let inventory = Inventory::load(path).map_err(|e| e.to_string())?;
+    for warning in inventory.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let project_dir = paths::project_dir(inventory.dir());
+    let search = paths::search_paths(&project_dir);
+    Ok((inventory, search))
+}
+
+/// The hosts a `--limit` pattern selects, each with its layered variables.
+pub struct SelectedHosts {
+    pub hosts: Vec<(String, Arc<HostVars>)>,
+    /// Names that the stdlib defaults define.
+    pub default_names: Arc<BTreeSet<String>>,
+}
+
+/// Selects the hosts `limit` matches and layers their variables: stdlib defaults, inventory
+/// layers, `-e` extra variables, then masrun's built-in variables. Fails when nothing matches.
+pub fn select_hosts(
+    inventory: &Inventory,
+    search: &SearchPaths,
+    limit: Option<&str>,
+    extra_vars: &[String],
+    check: bool,
+) -> Result<SelectedHosts, String> {
+    let selected = inventory.select(limit).map_err(|e| e.to_string())?;
+    if selected.is_empty() {
+        return Err("no hosts selected".into());
+    }
+
+    let defaults = load_defaults(search)?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+    let extra = inventory::parse_extra_vars(extra_vars, &cwd).map_err(|e| e.to_string())?;
+
+    let mut hosts = Vec::new();
+    for host in selected {
+        let mut layers = vec![defaults.clone()];
+        layers.extend(inventory.layers_for(&host.name));
+        layers.push(extra.clone());
+        layers.push(builtins(inventory, &host.name, check));
+        let vars = HostVars::new(&host.name, layers, search.template_dirs());
+        hosts.push((host.name.clone(), Arc::new(vars)));
+    }
+    Ok(SelectedHosts {
+        hosts,
+        default_names: Arc::new(defaults.keys().cloned().collect()),
+    })
+}
+
+/// Teaches the redactor every secret value of the hosts' variables.
+pub fn add_secrets(redactor: &Redactor, hosts: &[(String, Arc<HostVars>)]) {
+    for (_, vars) in hosts {
+        for secret in vars.secrets() {
+            redactor.add(&secret);
+        }
+    }
+}
+
+/// The async runtime that transports run on while scripts run on blocking threads.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
 }
 
 fn load_defaults(search: &SearchPaths) -> Result<VarSource, String> {
@@ -193,8 +238,42 @@ fn builtins(inventory: &Inventory, host: &str, check: bool) -> VarSource {
         .collect()
 }
 
-/// Opens the connection the host's `ansible_connection` names.
-fn connect(vars: &HostVars) -> Result<Arc<dyn Transport>, TransportError> {
+/// The run's SSH client settings, read on first use so a run with only local hosts never
+/// reads ~/.ssh.
+pub struct SshClient {
+    known_hosts: Option<std::path::PathBuf>,
+    policy: Option<HostKeyPolicy>,
+    connector: std::sync::OnceLock<Result<SshConnector, String>>,
+}
+
+impl SshClient {
+    /// `known_hosts` replaces ~/.ssh/known_hosts; `policy` overrides the inventory's
+    /// `masrun_host_key_policy`.
+    pub fn new(
+        known_hosts: Option<std::path::PathBuf>,
+        policy: Option<HostKeyPolicy>,
+    ) -> SshClient {
+        SshClient {
+            known_hosts,
+            policy,
+            connector: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn connector(&self) -> Result<&SshConnector, TransportError> {
+        self.connector
+            .get_or_init(|| SshConnector::new(self.known_hosts.clone(), self.policy))
+            .as_ref()
+            .map_err(|error| TransportError::Other(error.clone()))
+    }
+}
+
+/// Opens the connection the host's `ansible_connection` names (ssh when unset).
+pub async fn connect(
+    name: &str,
+    vars: &HostVars,
+    ssh: &SshClient,
+) -> Result<Arc<dyn Transport>, TransportError> {
     let connection = match vars.try_get("ansible_connection") {
         Ok(Some(Value::String(connection))) => connection,
         Ok(Some(other)) => other.to_string(),
@@ -203,9 +282,9 @@ fn connect(vars: &HostVars) -> Result<Arc<dyn Transport>, TransportError> {
     };
     match connection.as_str() {
         "local" => Ok(Arc::new(LocalTransport::new())),
-        // NOTE: the SSH transport is not built yet; such hosts are reported unreachable.
+        "ssh" | "smart" => Ok(Arc::new(ssh.connector()?.connect(name, vars).await?)),
         other => Err(TransportError::Unreachable(format!(
-            "ansible_connection={other} is not supported yet; use ansible_connection=local"
+            "ansible_connection={other} is not supported; use ssh or local"
         ))),
     }
 }
@@ -215,16 +294,36 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
     let args = Arc::new(cli.args.clone());
     let forks = Arc::new(Semaphore::new(usize::from(cli.forks)));
 
+    // Connect to every host at once; a host that cannot be reached drops out of the run
+    // without holding up the others.
+    let ssh = SshClient::new(
+        cli.known_hosts.clone(),
+        cli.host_key_policy.map(HostKeyPolicyArg::policy),
+    );
+    for (name, _) in &plan.hosts {
+        reporter.host_started(name);
+    }
+    tokio::spawn(interrupt_on_ctrl_c(reporter.clone()));
+    let connections = futures::future::join_all(
+        plan.hosts
+            .iter()
+            .map(|(name, vars)| connect(name, vars, &ssh)),
+    )
+    .await;
     let mut transports = Vec::new();
     let mut status = ExitStatus::Ok;
-    for (name, vars) in &plan.hosts {
-        reporter.host_started(name);
-        match connect(vars) {
+    for ((name, vars), connection) in plan.hosts.iter().zip(connections) {
+        match connection {
             Ok(transport) => transports.push((name.clone(), vars.clone(), transport)),
-            Err(error) => {
+            Err(error) if error.is_unreachable() => {
                 reporter.host_unreachable(name, &error.to_string());
                 reporter.host_finished(name);
-                status = ExitStatus::Unreachable;
+                status = status.max(ExitStatus::Unreachable);
+            }
+            Err(error) => {
+                reporter.host_failed(name, &error.to_string());
+                reporter.host_finished(name);
+                status = status.max(ExitStatus::Failed);
             }
         }
     }
@@ -281,9 +380,26 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
     for (name, _, transport) in &transports {
         reporter.set_round_trips(name, transport.round_trips());
     }
+    crate::transport::ssh::wait_for_cleanups(std::time::Duration::from_secs(5)).await;
     reporter.recap();
     // Unreachable wins over failed, as its fix (the connection) comes first.
     status
+}
+
+/// The first Ctrl-C stops the commands running on the hosts and lets each host's task fail
+/// at its next step; a second one exits at once.
+async fn interrupt_on_ctrl_c(reporter: Reporter) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    reporter.warning(
+        None,
+        "interrupted: stopping the commands running on the hosts",
+    );
+    crate::transport::interrupt();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(130);
+    }
 }
 
 fn host_context(

@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -97,7 +98,7 @@ fn write_atomic_blocking(path: &Path, contents: &[u8], attrs: FileAttrs) -> Resu
 /// Wraps `argv` so it runs as `user`: `runuser` when masrun is root, otherwise `sudo -n`, which
 /// fails at once instead of prompting when a password would be needed.
 fn become_argv(user: &str, argv: &[String]) -> Vec<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
+    // SAFETY: geteuid takes no arguments and POSIX defines no error for it.
     let is_root = unsafe { libc::geteuid() } == 0;
     let mut wrapped: Vec<String> = if is_root {
         vec!["runuser".into(), "-u".into(), user.into(), "--".into()]
@@ -185,6 +186,8 @@ impl Transport for LocalTransport {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // NOTE: with `become_user` this kills runuser or sudo, and the command they
+            // started keeps running.
             .kill_on_drop(true);
         for (key, value) in &request.env {
             command.env(key, value);
@@ -209,6 +212,10 @@ impl Transport for LocalTransport {
                 program: program.clone(),
                 source,
             })?;
+        // Ctrl-C in masrun's terminal sends SIGINT to local commands as well as to masrun.
+        if output.status.signal() == Some(libc::SIGINT) {
+            return Err(TransportError::Interrupted);
+        }
         Ok(ExecOutput {
             status: output.status.code(),
             stdout: output.stdout,

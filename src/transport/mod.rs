@@ -2,6 +2,7 @@
 //! local and SSH runs execute the same primitive code; nothing here decides what to change.
 
 pub mod local;
+pub mod ssh;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +57,8 @@ pub struct ExecRequest {
     /// Bytes written to the command's standard input, which is closed afterwards. Secrets go
     /// here, never into `argv`.
     pub stdin: Option<Vec<u8>>,
+    /// Over SSH these reach the host on the command line of `env`, so they must not be
+    /// secrets.
     pub env: Vec<(String, String)>,
     pub cwd: Option<PathBuf>,
     /// Run as this user instead of the connecting user.
@@ -128,6 +131,9 @@ pub enum TransportError {
     /// The host cannot be reached at all; the run reports it as unreachable.
     #[error("host unreachable: {0}")]
     Unreachable(String),
+    /// The operator interrupted the operation, which was stopped on the host.
+    #[error("interrupted")]
+    Interrupted,
     #[error("{0}")]
     Other(String),
 }
@@ -160,6 +166,41 @@ pub trait Transport: Send + Sync {
     /// Read each file whole; `None` where the file does not exist.
     async fn read(&self, paths: &[PathBuf]) -> Result<Vec<Option<Vec<u8>>>>;
 
+    /// `lstat` each path and read the contents of every one that is not a directory
+    /// (following a final symlink, as `read` does); `None` where the path does not exist.
+    /// Transports that can pipeline do both in one request burst.
+    async fn stat_and_read(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Option<(FileStat, Option<Vec<u8>>)>>> {
+        let stats = self.stat(paths).await?;
+        let readable: Vec<PathBuf> = paths
+            .iter()
+            .zip(&stats)
+            .filter(|(_, stat)| stat.as_ref().is_some_and(|s| s.kind != FileKind::Directory))
+            .map(|(path, _)| path.clone())
+            .collect();
+        let mut contents = if readable.is_empty() {
+            Vec::new()
+        } else {
+            self.read(&readable).await?
+        }
+        .into_iter();
+        Ok(stats
+            .into_iter()
+            .map(|stat| {
+                stat.map(|stat| {
+                    let bytes = if stat.kind == FileKind::Directory {
+                        None
+                    } else {
+                        contents.next().flatten()
+                    };
+                    (stat, bytes)
+                })
+            })
+            .collect())
+    }
+
     /// Replace `path` atomically: a temporary file in the same directory gets the contents,
     /// is synced and given `attrs`, then renamed over `path`. A reader never sees a partial file.
     async fn write_atomic(&self, path: &Path, contents: &[u8], attrs: FileAttrs) -> Result<()>;
@@ -181,8 +222,33 @@ pub trait Transport: Send + Sync {
     #[allow(dead_code)]
     async fn connect_stream(&self, target: &StreamTarget) -> Result<Box<dyn HostStream>>;
 
-    /// Requests sent to the host so far (command starts and file operations).
+    /// Round trips to the host so far: each wait for replies counts once, however many
+    /// requests were pipelined into it (an SSH channel open, a command run, a burst of SFTP
+    /// requests). The connection's handshake and authentication are not counted.
     fn round_trips(&self) -> u64;
+}
+
+/// Whether the operator interrupted the run (Ctrl-C), which stops running commands.
+fn interrupt_signal() -> &'static tokio::sync::watch::Sender<bool> {
+    static SIGNAL: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
+        std::sync::OnceLock::new();
+    SIGNAL.get_or_init(|| tokio::sync::watch::channel(false).0)
+}
+
+/// Marks the run as interrupted: transports stop the commands they are running and start no
+/// new operation.
+pub fn interrupt() {
+    interrupt_signal().send_replace(true);
+}
+
+pub fn is_interrupted() -> bool {
+    *interrupt_signal().borrow()
+}
+
+/// Completes once [`interrupt`] has been called.
+pub async fn interrupted() {
+    let mut receiver = interrupt_signal().subscribe();
+    let _ = receiver.wait_for(|interrupted| *interrupted).await;
 }
 
 /// A counter of round trips, shared by transport implementations.

@@ -5,6 +5,8 @@
 use minijinja::value::{Value, ValueKind};
 use serde_json::{Map, Number, Value as Json};
 
+use crate::python_literal::parse_python_literal;
+
 /// Converts a JSON value into a template engine value.
 pub fn json_to_value(json: &Json) -> Value {
     match json {
@@ -91,9 +93,8 @@ fn number_to_json(value: &Value) -> Json {
 /// Reads the rendered text of a mixed template as Ansible does after rendering.
 ///
 /// Exactly `True`, `False` or `None` becomes a boolean or null. Text that starts with `[` or
-/// `{` and parses completely as a JSON or Python literal (lists, dicts, tuples, strings in
-/// either quote style, numbers, `True`/`False`/`None`) becomes that value. Anything else stays
-/// the string it is.
+/// `{` and parses completely as JSON or as a Python literal (see [`crate::python_literal`])
+/// becomes that value. Anything else stays the string it is.
 pub fn read_rendered(text: String) -> Json {
     match text.as_str() {
         "True" => return Json::Bool(true),
@@ -110,170 +111,6 @@ pub fn read_rendered(text: String) -> Json {
         }
     }
     Json::String(text)
-}
-
-/// Parses a Python literal of the kinds `ast.literal_eval` accepts for data, or returns `None`.
-fn parse_python_literal(text: &str) -> Option<Json> {
-    let mut parser = LiteralParser {
-        chars: text.chars().collect(),
-        position: 0,
-    };
-    let value = parser.value()?;
-    parser.skip_whitespace();
-    (parser.position == parser.chars.len()).then_some(value)
-}
-
-struct LiteralParser {
-    chars: Vec<char>,
-    position: usize,
-}
-
-impl LiteralParser {
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.position).copied()
-    }
-
-    fn skip_whitespace(&mut self) {
-        while self.peek().is_some_and(char::is_whitespace) {
-            self.position += 1;
-        }
-    }
-
-    fn eat(&mut self, expected: char) -> bool {
-        self.skip_whitespace();
-        if self.peek() == Some(expected) {
-            self.position += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn value(&mut self) -> Option<Json> {
-        self.skip_whitespace();
-        match self.peek()? {
-            '[' => self.sequence('[', ']'),
-            '(' => self.sequence('(', ')'),
-            '{' => self.dict(),
-            '\'' | '"' => self.string().map(Json::String),
-            c if c == '-' || c == '+' || c.is_ascii_digit() || c == '.' => self.number(),
-            _ => self.word(),
-        }
-    }
-
-    fn sequence(&mut self, open: char, close: char) -> Option<Json> {
-        self.eat(open);
-        let mut items = Vec::new();
-        loop {
-            if self.eat(close) {
-                return Some(Json::Array(items));
-            }
-            items.push(self.value()?);
-            if !self.eat(',') {
-                return self.eat(close).then_some(Json::Array(items));
-            }
-        }
-    }
-
-    fn dict(&mut self) -> Option<Json> {
-        self.eat('{');
-        let mut map = Map::new();
-        loop {
-            if self.eat('}') {
-                return Some(Json::Object(map));
-            }
-            let key = match self.value()? {
-                Json::String(key) => key,
-                Json::Number(n) => n.to_string(),
-                Json::Bool(b) => if b { "True" } else { "False" }.to_string(),
-                Json::Null => "None".to_string(),
-                _ => return None,
-            };
-            if !self.eat(':') {
-                return None;
-            }
-            let value = self.value()?;
-            map.insert(key, value);
-            if !self.eat(',') {
-                return self.eat('}').then_some(Json::Object(map));
-            }
-        }
-    }
-
-    fn string(&mut self) -> Option<String> {
-        let quote = self.peek()?;
-        self.position += 1;
-        let mut out = String::new();
-        loop {
-            let c = self.peek()?;
-            self.position += 1;
-            if c == quote {
-                return Some(out);
-            }
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            let escaped = self.peek()?;
-            self.position += 1;
-            match escaped {
-                'n' => out.push('\n'),
-                't' => out.push('\t'),
-                'r' => out.push('\r'),
-                '0' => out.push('\0'),
-                '\\' | '\'' | '"' => out.push(escaped),
-                'x' => out.push(self.hex_char(2)?),
-                'u' => out.push(self.hex_char(4)?),
-                'U' => out.push(self.hex_char(8)?),
-                '\n' => {}
-                other => {
-                    // Python keeps the backslash of an unknown escape.
-                    out.push('\\');
-                    out.push(other);
-                }
-            }
-        }
-    }
-
-    fn hex_char(&mut self, digits: usize) -> Option<char> {
-        let end = self.position + digits;
-        let hex: String = self.chars.get(self.position..end)?.iter().collect();
-        self.position = end;
-        char::from_u32(u32::from_str_radix(&hex, 16).ok()?)
-    }
-
-    fn number(&mut self) -> Option<Json> {
-        let start = self.position;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.' | '_'))
-        {
-            self.position += 1;
-        }
-        let text: String = self.chars[start..self.position]
-            .iter()
-            .filter(|c| **c != '_')
-            .collect();
-        if let Ok(i) = text.parse::<i64>() {
-            return Some(Json::from(i));
-        }
-        let float = text.parse::<f64>().ok()?;
-        Number::from_f64(float).map(Json::Number)
-    }
-
-    fn word(&mut self) -> Option<Json> {
-        let start = self.position;
-        while self.peek().is_some_and(|c| c.is_ascii_alphabetic()) {
-            self.position += 1;
-        }
-        let word: String = self.chars[start..self.position].iter().collect();
-        match word.as_str() {
-            "True" | "true" => Some(Json::Bool(true)),
-            "False" | "false" => Some(Json::Bool(false)),
-            "None" | "null" => Some(Json::Null),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -305,11 +142,30 @@ mod tests {
     }
 
     #[test]
+    fn read_rendered_python_only_forms() {
+        assert_eq!(
+            read_rendered("[\n  'a',\n  'b',\n]\n".into()),
+            json!(["a", "b"])
+        );
+        assert_eq!(read_rendered("{'x', 'y'}".into()), json!(["x", "y"]));
+        assert_eq!(read_rendered("[(5), (5,)]".into()), json!([5, [5]]));
+        assert_eq!(read_rendered("[0x10, 1_000]".into()), json!([16, 1000]));
+        assert_eq!(read_rendered("[r'\\d', b'x']".into()), json!(["\\d", "x"]));
+        assert_eq!(
+            read_rendered("{True: 1, None: 2}".into()),
+            json!({"true": 1, "null": 2})
+        );
+    }
+
+    #[test]
     fn read_rendered_keeps_non_literals() {
         assert_eq!(read_rendered("[a, b]".into()), json!("[a, b]"));
         assert_eq!(read_rendered("[1] and more".into()), json!("[1] and more"));
         assert_eq!(read_rendered("{{ raw }}".into()), json!("{{ raw }}"));
         assert_eq!(read_rendered(" [1]".into()), json!(" [1]"));
+        // Python's literal_eval rejects the JSON words and leading zeros.
+        assert_eq!(read_rendered("{'a': true}".into()), json!("{'a': true}"));
+        assert_eq!(read_rendered("[0750]".into()), json!("[0750]"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::convert::{json_to_value, value_to_json};
 use super::json_text::{JsonLayout, dump_json};
 use super::lookup::{lookup, query};
 use super::text;
-use super::yaml_text::{YamlLayout, dump_yaml, load_yaml};
+use super::yaml_text::{YamlLayout, dump_yaml};
 
 /// Builds the template environment. Template files named in `{% include %}`, `{% import %}`
 /// and `lookup('template', ...)` are looked up in `template_dirs`, first match first.
@@ -333,14 +333,15 @@ fn to_nice_yaml(
     Ok(dump_yaml(&to_data(value)?, &layout))
 }
 
-/// `from_yaml`: parses YAML text with YAML 1.1 scalars. A value that is not text is returned
-/// unchanged, as Ansible does.
+/// `from_yaml`: parses one YAML document with the YAML 1.1 rules of [`crate::yaml`]. A value
+/// that is not text is returned unchanged, as Ansible does. `!unsafe` strings stay plain,
+/// because the filter's result is never rendered again.
 fn from_yaml(state: &State, value: &Value) -> Result<Value, Error> {
     ensure_defined(state, value)?;
     match value.as_str() {
-        Some(text) => load_yaml(text)
+        Some(text) => crate::yaml::parse_value_unmarked(text)
             .map(|json| json_to_value(&json))
-            .map_err(|message| invalid(format!("from_yaml: {message}"))),
+            .map_err(|error| invalid(format!("from_yaml: invalid YAML: {error}"))),
         None => Ok(value.clone()),
     }
 }
@@ -459,13 +460,7 @@ fn describe_json_kind(value: &Json) -> &'static str {
 /// `dict2items(key_name='key', value_name='value')`.
 fn dict2items(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     ensure_defined(state, value)?;
-    let key_name = kwargs
-        .get::<Option<String>>("key_name")?
-        .unwrap_or_else(|| "key".to_string());
-    let value_name = kwargs
-        .get::<Option<String>>("value_name")?
-        .unwrap_or_else(|| "value".to_string());
-    kwargs.assert_all_used()?;
+    let (key_name, value_name) = entry_field_names(&kwargs)?;
     let Json::Object(map) = to_data(value)? else {
         return Err(invalid("dict2items: expected a map"));
     };
@@ -481,9 +476,9 @@ fn dict2items(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Err
     Ok(json_to_value(&Json::Array(items)))
 }
 
-/// `items2dict(key_name='key', value_name='value')`.
-fn items2dict(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
-    ensure_defined(state, value)?;
+/// Reads the `key_name` and `value_name` arguments of `dict2items` and `items2dict`, which
+/// default to `key` and `value`, and rejects any other keyword argument.
+fn entry_field_names(kwargs: &Kwargs) -> Result<(String, String), Error> {
     let key_name = kwargs
         .get::<Option<String>>("key_name")?
         .unwrap_or_else(|| "key".to_string());
@@ -491,6 +486,13 @@ fn items2dict(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Err
         .get::<Option<String>>("value_name")?
         .unwrap_or_else(|| "value".to_string());
     kwargs.assert_all_used()?;
+    Ok((key_name, value_name))
+}
+
+/// `items2dict(key_name='key', value_name='value')`.
+fn items2dict(state: &State, value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    ensure_defined(state, value)?;
+    let (key_name, value_name) = entry_field_names(&kwargs)?;
     let Json::Array(items) = to_data(value)? else {
         return Err(invalid("items2dict: expected a list of maps"));
     };
@@ -722,6 +724,61 @@ mod tests {
         assert_eq!(eval("{'a': 1} | from_yaml"), serde_json::json!({"a": 1}));
     }
 
+    /// Applies `from_yaml` to `text`, passed as a variable so that it needs no escaping.
+    fn from_yaml_of(text: &str) -> Result<Json, Error> {
+        let env = environment(Vec::new());
+        let value = env
+            .compile_expression("text | from_yaml")?
+            .eval(context! { text })?;
+        Ok(value_to_json(&value).unwrap())
+    }
+
+    #[test]
+    fn from_yaml_uses_yaml_1_1_scalars() {
+        let text = "a: yes\nb: off\nc: '010'\nd: 010\ne: 0x1f\nf: 1.5\ng: ~\nh: 15e-1\ni: !!str true\nj: 1:30\n";
+        assert_eq!(
+            from_yaml_of(text).unwrap(),
+            serde_json::json!({
+                "a": true, "b": false, "c": "010", "d": 8, "e": 31, "f": 1.5, "g": null,
+                "h": 1.5, "i": "true", "j": "1:30"
+            })
+        );
+    }
+
+    #[test]
+    fn from_yaml_resolves_anchors_and_merge_keys() {
+        let text = "base: &base {x: 1, y: 2}\nderived:\n  <<: *base\n  y: 3\nlist: [*base]\n";
+        assert_eq!(
+            from_yaml_of(text).unwrap(),
+            serde_json::json!({
+                "base": {"x": 1, "y": 2}, "derived": {"x": 1, "y": 3}, "list": [{"x": 1, "y": 2}]
+            })
+        );
+    }
+
+    #[test]
+    fn from_yaml_keeps_unsafe_text_plain() {
+        let text = "a: !unsafe '{{ x }}'\nb: !unsafe ['{% y %}']\n";
+        assert_eq!(
+            from_yaml_of(text).unwrap(),
+            serde_json::json!({"a": "{{ x }}", "b": ["{% y %}"]})
+        );
+    }
+
+    #[test]
+    fn from_yaml_of_comments_only_is_none() {
+        assert_eq!(from_yaml_of("# nothing here\n").unwrap(), Json::Null);
+    }
+
+    #[test]
+    fn from_yaml_reports_invalid_yaml() {
+        let error = from_yaml_of("a: 1\nb: [1, 2\n").unwrap_err().to_string();
+        assert!(error.contains("from_yaml: invalid YAML: line 3"), "{error}");
+
+        let error = from_yaml_of("a: 1\n---\nb: 2\n").unwrap_err().to_string();
+        assert!(error.contains("one YAML document"), "{error}");
+    }
+
     #[test]
     fn combine_recursive_merges_maps_and_replaces_lists() {
         let merged = eval(
@@ -763,11 +820,31 @@ mod tests {
     }
 
     #[test]
+    fn dict2items_rejects_unknown_argument() {
+        let env = environment(Vec::new());
+        let error = env
+            .render_str("{{ {'a': 1} | dict2items(name='x') }}", context! {})
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("unknown keyword argument"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn collection_filters() {
         let cases = [
             (
                 "{'a': 1} | dict2items",
                 serde_json::json!([{"key": "a", "value": 1}]),
+            ),
+            (
+                "{'a': 1} | dict2items(key_name='name', value_name='v')",
+                serde_json::json!([{"name": "a", "v": 1}]),
+            ),
+            (
+                "[{'key': 'a', 'value': 1}] | items2dict",
+                serde_json::json!({"a": 1}),
             ),
             (
                 "[{'name': 'a', 'v': 1}] | items2dict(key_name='name', value_name='v')",

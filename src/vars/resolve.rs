@@ -443,12 +443,11 @@ impl Object for HostContext {
         if name == CONTEXT_KEY {
             return Some(Value::from_dyn_object(self.clone()));
         }
-        if let Some(extra) = &self.extra {
-            if let Ok(value) = extra.get_attr(name) {
-                if !value.is_undefined() {
-                    return Some(value);
-                }
-            }
+        if let Some(extra) = &self.extra
+            && let Ok(value) = extra.get_attr(name)
+            && !value.is_undefined()
+        {
+            return Some(value);
         }
         match self.resolver.resolve(name, &self.resolution) {
             Ok(resolved) => Some(resolved.value),
@@ -462,10 +461,10 @@ impl Object for HostContext {
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         let mut names = self.resolver.names();
-        if let Some(extra) = &self.extra {
-            if let Ok(keys) = extra.try_iter() {
-                names.extend(keys.filter_map(|key| key.as_str().map(str::to_string)));
-            }
+        if let Some(extra) = &self.extra
+            && let Ok(keys) = extra.try_iter()
+        {
+            names.extend(keys.filter_map(|key| key.as_str().map(str::to_string)));
         }
         Enumerator::Values(names.into_iter().map(Value::from).collect())
     }
@@ -499,10 +498,10 @@ fn attribute_error(
     // An undefined error without a name, such as the one of `mandatory`, is most likely about
     // the last lookup that failed.
     // NOTE: this is a guess when several lookups failed and `default()` handled the later ones.
-    if error.kind() == ErrorKind::UndefinedError {
-        if let Some(failure) = failures.last() {
-            return failure.error.clone().referred_by(referrer);
-        }
+    if error.kind() == ErrorKind::UndefinedError
+        && let Some(failure) = failures.last()
+    {
+        return failure.error.clone().referred_by(referrer);
     }
 
     VarError::Template {

@@ -17,7 +17,11 @@ pub const SECRET_NAME_SUFFIXES: &[&str] = &[
 ];
 
 /// Variables whose values are secret although their names end otherwise.
-pub const SECRET_NAMES: &[&str] = &["matrix_homeserver_generic_secret_key"];
+pub const SECRET_NAMES: &[&str] = &[
+    "matrix_homeserver_generic_secret_key",
+    "ansible_become_pass",
+    "ansible_sudo_pass",
+];
 
 /// Map keys whose values are secret wherever they appear inside a variable's value, for
 /// example `client_secret` of an upstream OAuth 2.0 provider.

@@ -1,208 +1,11 @@
-//! YAML text for the `from_yaml`, `to_yaml` and `to_nice_yaml` filters, following PyYAML (which
-//! Ansible uses): YAML 1.1 scalars (`yes`, `on` and `off` are booleans, `010` is octal), sorted
-//! keys, and block sequences under a key written at the key's indentation.
+//! YAML text for the `to_yaml` and `to_nice_yaml` filters, written the way PyYAML (which
+//! Ansible uses) writes it. Strings that YAML 1.1 would read as another type (`yes`, `010`) are
+//! quoted, keys are sorted, and a block sequence under a key starts at the key's indentation.
+//! The `from_yaml` filter reads YAML with [`crate::yaml`].
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
+use serde_json::{Map, Value as Json};
 
-use regex::Regex;
-use serde_json::{Map, Number, Value as Json};
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
-
-/// Parses the first YAML document of `text` into JSON data. An empty text is `null`.
-pub fn load_yaml(text: &str) -> Result<Json, String> {
-    let mut builder = TreeBuilder::default();
-    Parser::new_from_str(text)
-        .load(&mut builder, false)
-        .map_err(|err| format!("invalid YAML: {err}"))?;
-    Ok(builder.documents.into_iter().next().unwrap_or(Json::Null))
-}
-
-enum Frame {
-    Sequence {
-        anchor: usize,
-        items: Vec<Json>,
-    },
-    Mapping {
-        anchor: usize,
-        map: Map<String, Json>,
-        key: Option<(String, bool)>,
-    },
-}
-
-#[derive(Default)]
-struct TreeBuilder {
-    stack: Vec<Frame>,
-    anchors: HashMap<usize, Json>,
-    documents: Vec<Json>,
-}
-
-impl TreeBuilder {
-    fn finish_node(&mut self, anchor: usize, value: Json, merge_key: bool) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, value.clone());
-        }
-        match self.stack.last_mut() {
-            None => self.documents.push(value),
-            Some(Frame::Sequence { items, .. }) => items.push(value),
-            Some(Frame::Mapping { map, key, .. }) => match key.take() {
-                None => *key = Some((json_key(&value), merge_key)),
-                // `<<: *anchor` merges the anchored map's entries that the map does not set.
-                Some((_, true)) => merge_into(map, value),
-                Some((name, false)) => {
-                    map.insert(name, value);
-                }
-            },
-        }
-    }
-}
-
-fn merge_into(map: &mut Map<String, Json>, value: Json) {
-    let sources = match value {
-        Json::Array(items) => items,
-        other => vec![other],
-    };
-    for source in sources {
-        if let Json::Object(entries) = source {
-            for (name, item) in entries {
-                map.entry(name).or_insert(item);
-            }
-        }
-    }
-}
-
-fn json_key(value: &Json) -> String {
-    match value {
-        Json::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
-impl MarkedEventReceiver for TreeBuilder {
-    fn on_event(&mut self, event: Event, _mark: Marker) {
-        match event {
-            Event::Scalar(text, style, anchor, tag) => {
-                let suffix = tag.as_ref().map(|tag| tag.suffix.as_str());
-                let merge_key = style == TScalarStyle::Plain && text == "<<" && suffix.is_none();
-                let value = resolve_scalar(text, style, suffix);
-                self.finish_node(anchor, value, merge_key);
-            }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Sequence {
-                anchor,
-                items: Vec::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Mapping {
-                anchor,
-                map: Map::new(),
-                key: None,
-            }),
-            Event::SequenceEnd | Event::MappingEnd => {
-                let (anchor, value) = match self.stack.pop() {
-                    Some(Frame::Sequence { anchor, items }) => (anchor, Json::Array(items)),
-                    Some(Frame::Mapping { anchor, map, .. }) => (anchor, Json::Object(map)),
-                    None => return,
-                };
-                self.finish_node(anchor, value, false);
-            }
-            Event::Alias(anchor) => {
-                let value = self.anchors.get(&anchor).cloned().unwrap_or(Json::Null);
-                self.finish_node(0, value, false);
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Regular expressions of PyYAML's implicit resolvers for YAML 1.1.
-struct Resolvers {
-    null: Regex,
-    boolean: Regex,
-    int: Regex,
-    float: Regex,
-    /// Scalars that PyYAML reads as something other than a string (timestamps, `=`, `<<`)
-    /// and that therefore must be quoted when written.
-    other: Regex,
-}
-
-fn resolvers() -> &'static Resolvers {
-    static RESOLVERS: OnceLock<Resolvers> = OnceLock::new();
-    RESOLVERS.get_or_init(|| Resolvers {
-        null: Regex::new(r"^(?:~|null|Null|NULL|)$").expect("valid null pattern"),
-        boolean: Regex::new(r"^(?:yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
-            .expect("valid boolean pattern"),
-        int: Regex::new(
-            r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$",
-        )
-        .expect("valid int pattern"),
-        float: Regex::new(
-            r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        )
-        .expect("valid float pattern"),
-        other: Regex::new(r"^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?.*|=|<<)$").expect("valid pattern"),
-    })
-}
-
-/// Turns a scalar into JSON the way PyYAML's safe loader does.
-///
-/// Quoted scalars and `!!str` or `!unsafe` tags stay strings. Timestamps stay strings, and so
-/// do infinities and NaN, which JSON cannot hold.
-fn resolve_scalar(text: String, style: TScalarStyle, tag_suffix: Option<&str>) -> Json {
-    match tag_suffix {
-        Some("str") | Some("unsafe") => return Json::String(text),
-        Some("null") => return Json::Null,
-        _ => {}
-    }
-    if style != TScalarStyle::Plain && tag_suffix.is_none() {
-        return Json::String(text);
-    }
-
-    let resolvers = resolvers();
-    if resolvers.null.is_match(&text) {
-        return Json::Null;
-    }
-    if resolvers.boolean.is_match(&text) {
-        return Json::Bool(matches!(
-            text.to_ascii_lowercase().as_str(),
-            "yes" | "true" | "on"
-        ));
-    }
-    if resolvers.int.is_match(&text) {
-        if let Some(int) = parse_yaml11_int(&text) {
-            return Json::from(int);
-        }
-    }
-    if resolvers.float.is_match(&text) && !text.contains(':') {
-        let cleaned = text.replace('_', "");
-        if let Some(number) = cleaned.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Json::Number(number);
-        }
-    }
-    Json::String(text)
-}
-
-fn parse_yaml11_int(text: &str) -> Option<i64> {
-    let cleaned = text.replace('_', "");
-    let (negative, digits) = match cleaned.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, cleaned.strip_prefix('+').unwrap_or(&cleaned)),
-    };
-    let magnitude = if let Some(binary) = digits.strip_prefix("0b") {
-        i64::from_str_radix(binary, 2).ok()?
-    } else if let Some(hex) = digits.strip_prefix("0x") {
-        i64::from_str_radix(hex, 16).ok()?
-    } else if digits.contains(':') {
-        // Sexagesimal: 1:30 is 90.
-        digits.split(':').try_fold(0i64, |total, part| {
-            Some(total * 60 + part.parse::<i64>().ok()?)
-        })?
-    } else if digits.len() > 1 && digits.starts_with('0') {
-        i64::from_str_radix(&digits[1..], 8).ok()?
-    } else {
-        digits.parse::<i64>().ok()?
-    };
-    Some(if negative { -magnitude } else { magnitude })
-}
+use crate::yaml::{pyyaml_float_text, reads_as_non_string};
 
 /// The `yaml.dump` arguments that the filters expose.
 #[derive(Clone, Debug)]
@@ -398,12 +201,14 @@ fn flow_text(value: &Json, layout: &YamlLayout) -> String {
     }
 }
 
-/// Writes a scalar: plain when PyYAML would read it back as the same string, else single-quoted,
-/// else double-quoted with escapes (for line breaks and control characters).
+/// Writes a scalar: plain when PyYAML and [`crate::yaml`] would read it back as the same string,
+/// else single-quoted, else double-quoted with escapes (for line breaks and control characters).
+/// Floats get the dot and signed exponent that PyYAML needs to read them as floats.
 fn scalar_text(value: &Json, in_flow: bool) -> String {
     let text = match value {
         Json::Null => return "null".to_string(),
         Json::Bool(b) => return b.to_string(),
+        Json::Number(n) if n.is_f64() => return pyyaml_float_text(&n.to_string()),
         Json::Number(n) => return n.to_string(),
         Json::String(text) => text,
         Json::Array(_) | Json::Object(_) => {
@@ -424,13 +229,7 @@ fn needs_double_quotes(c: char) -> bool {
 }
 
 fn can_be_plain(text: &str, in_flow: bool) -> bool {
-    let resolvers = resolvers();
-    if resolvers.null.is_match(text)
-        || resolvers.boolean.is_match(text)
-        || resolvers.int.is_match(text)
-        || resolvers.float.is_match(text)
-        || resolvers.other.is_match(text)
-    {
+    if reads_as_non_string(text) {
         return false;
     }
     if text.starts_with(' ')
@@ -489,6 +288,7 @@ fn double_quoted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::yaml::parse_value;
     use serde_json::json;
 
     fn nice(indent: usize) -> YamlLayout {
@@ -497,37 +297,6 @@ mod tests {
             sort_keys: true,
             flow_leaves: false,
         }
-    }
-
-    #[test]
-    fn load_uses_yaml_1_1_scalars() {
-        let value = load_yaml("a: yes\nb: off\nc: '010'\nd: 010\ne: 0x1f\nf: 1.5\ng: ~\nh: 1e3\ni: !!str true\nj: 1:30\n").unwrap();
-        assert_eq!(
-            value,
-            json!({"a": true, "b": false, "c": "010", "d": 8, "e": 31, "f": 1.5, "g": null, "h": "1e3", "i": "true", "j": 90})
-        );
-    }
-
-    #[test]
-    fn load_resolves_anchors_and_merge_keys() {
-        let value =
-            load_yaml("base: &base {x: 1, y: 2}\nderived:\n  <<: *base\n  y: 3\nlist: [*base]\n")
-                .unwrap();
-        assert_eq!(
-            value,
-            json!({"base": {"x": 1, "y": 2}, "derived": {"y": 3, "x": 1}, "list": [{"x": 1, "y": 2}]})
-        );
-    }
-
-    #[test]
-    fn load_reports_invalid_yaml() {
-        let error = load_yaml("a: [1, 2\n").unwrap_err();
-        assert!(error.starts_with("invalid YAML"), "{error}");
-    }
-
-    #[test]
-    fn load_of_comments_only_is_null() {
-        assert_eq!(load_yaml("# nothing here\n").unwrap(), Json::Null);
     }
 
     #[test]
@@ -581,11 +350,36 @@ secrets:
         for item in value.as_array().unwrap() {
             let text = dump_yaml(&json!({ "k": item }), &nice(2));
             assert_eq!(
-                load_yaml(&text).unwrap(),
+                parse_value(&text).unwrap(),
                 json!({ "k": item }),
                 "round trip of {text}"
             );
         }
+    }
+
+    #[test]
+    fn dump_round_trips_tricky_values() {
+        let flow = YamlLayout {
+            indent: 2,
+            sort_keys: false,
+            flow_leaves: true,
+        };
+        for layout in [nice(2), nice(4), flow] {
+            for value in crate::yaml::tests::round_trip_cases() {
+                let written = dump_yaml(&value, &layout);
+                let read = parse_value(&written).unwrap_or_else(|error| {
+                    panic!("re-parse failed for {value}: {error}\n{written}")
+                });
+                assert_eq!(read, value, "{layout:?} written as:\n{written}");
+            }
+        }
+    }
+
+    #[test]
+    fn floats_in_pyyaml_form() {
+        assert_eq!(dump_yaml(&json!([1e20]), &nice(2)), "- 1.0e+20\n");
+        assert_eq!(dump_yaml(&json!([1.5e-7]), &nice(2)), "- 1.5e-7\n");
+        assert_eq!(dump_yaml(&json!([2.5]), &nice(2)), "- 2.5\n");
     }
 
     #[test]

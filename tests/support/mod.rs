@@ -6,6 +6,8 @@
 pub mod node;
 pub mod postgres;
 pub mod project;
+pub mod sshd;
+pub mod synapse;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

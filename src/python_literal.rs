@@ -1,6 +1,7 @@
-//! The subset of Python's `ast.literal_eval` that Ansible applies to values in INI hosts
-//! files. So `port=8448` is an integer, `enabled=True` a boolean and, in a `[group:vars]`
-//! section, `names=['a', 'b']` a list.
+//! The subset of Python's `ast.literal_eval` that Ansible applies to values in INI hosts files
+//! and to the rendered text of templates. So `port=8448` in a hosts file is an integer,
+//! `enabled=True` a boolean and, in a `[group:vars]` section, `names=['a', 'b']` a list. A
+//! template that renders to `['a', 'b']` gives a list too.
 //!
 //! The parser reads `int` in every Python form (`1_000`, `0x1F`, `0o17`, `0b11`) with one
 //! sign, `float`, `True`, `False` and `None`. It reads string and bytes literals with their
@@ -16,7 +17,7 @@ use serde_json::{Map, Number, Value};
 
 /// Parses `text` as a Python literal, or returns `None` when `ast.literal_eval` would reject
 /// it (or when the literal has no JSON form, such as an integer beyond 64 bits).
-pub(super) fn parse_python_literal(text: &str) -> Option<Value> {
+pub(crate) fn parse_python_literal(text: &str) -> Option<Value> {
     let mut parser = LiteralParser {
         chars: text.chars().collect(),
         position: 0,
@@ -40,8 +41,14 @@ impl LiteralParser {
         self.chars.get(self.position + offset).copied()
     }
 
+    /// Skips spaces, tabs, form feeds and line breaks, which rendered templates have inside
+    /// brackets. NOTE: Python rejects a line break outside brackets (`'a'\n'b'`), but this
+    /// parser accepts it.
     fn skip_whitespace(&mut self) {
-        while self.peek().is_some_and(|c| c == ' ' || c == '\t') {
+        while self
+            .peek()
+            .is_some_and(|c| matches!(c, ' ' | '\t' | '\u{c}' | '\n' | '\r'))
+        {
             self.position += 1;
         }
     }
@@ -533,6 +540,13 @@ mod tests {
         );
         assert_eq!(literal("{'a', 'b'}"), Some(json!(["a", "b"])));
         assert_eq!(literal("{'solo'}"), Some(json!(["solo"])));
+    }
+
+    #[test]
+    fn whitespace_python_forms() {
+        assert_eq!(literal("[\n  1,\r\n\t2,\u{c}\n]\n"), Some(json!([1, 2])));
+        assert_eq!(literal("{'a':\n 1}"), Some(json!({"a": 1})));
+        assert_eq!(literal("[1,\u{a0}2]"), None);
     }
 
     #[test]

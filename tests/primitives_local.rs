@@ -1,0 +1,325 @@
+//! The file, template and command primitives, the inventory and the error frames, driven
+//! through small task files in a temporary project with the local connection.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use support::{Run, masrun};
+
+/// A throwaway project: inventory/hosts, host_vars/, scripts/ and files/.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(hosts: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("inventory/host_vars")).unwrap();
+        std::fs::write(dir.path().join("inventory/hosts"), hosts).unwrap();
+        Project { dir }
+    }
+
+    fn local() -> Project {
+        Project::new("[servers]\nlocalhost ansible_connection=local\n")
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, relative: &str, text: &str) -> PathBuf {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs a task file with `--output json` and the given extra arguments.
+    fn run(&self, script: &str, extra: &[&str]) -> Run {
+        let task = self.write("scripts/task.rhai", script);
+        let inventory = self.path().join("inventory/hosts");
+        let mut args: Vec<String> = vec![
+            "-i".into(),
+            inventory.display().to_string(),
+            "--output".into(),
+            "json".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(task.display().to_string());
+        masrun(&args)
+    }
+}
+
+/// The task file's `print` output (events without a step).
+fn messages(run: &Run) -> Vec<String> {
+    run.events()
+        .into_iter()
+        .filter(|e| e.get("step").is_none())
+        .filter_map(|e| {
+            e.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+fn statuses(run: &Run) -> Vec<String> {
+    run.events()
+        .into_iter()
+        .filter_map(|e| e.get("status").and_then(|s| s.as_str()).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn directory_create_then_unchanged_then_mode_fix() {
+    let project = Project::local();
+    let target = project.path().join("out/a/b");
+    let script = format!(
+        r#"file::directory(#{{ path: "{}", mode: "0750" }});"#,
+        target.display()
+    );
+
+    let first = project.run(&script, &[]);
+    first.assert_status(0);
+    assert_eq!(statuses(&first), ["changed"]);
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+
+    let second = project.run(&script, &[]);
+    assert_eq!(statuses(&second), ["ok"]);
+
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let third = project.run(&script, &[]);
+    assert_eq!(statuses(&third), ["changed"]);
+    assert!(
+        third.stdout().contains("mode 0777 -> 0750"),
+        "{}",
+        third.stdout()
+    );
+}
+
+#[test]
+fn content_writes_atomically_and_reports_diff() {
+    let project = Project::local();
+    let dir = project.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("f.txt");
+    let script = |text: &str| {
+        format!(
+            r#"file::content(#{{ path: "{}", content: "{text}\n", mode: "0640" }});"#,
+            file.display()
+        )
+    };
+
+    project.run(&script("one"), &[]).assert_status(0);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "one\n");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777,
+        0o640
+    );
+
+    let changed = project.run(&script("two"), &["--diff"]);
+    changed.assert_status(0);
+    assert!(
+        changed.stdout().contains(r#"-one\n+two"#),
+        "diff in output: {}",
+        changed.stdout()
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "two\n");
+
+    let unchanged = project.run(&script("two"), &[]);
+    assert_eq!(statuses(&unchanged), ["ok"]);
+
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "f.txt")
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn check_mode_reports_without_writing() {
+    let project = Project::local();
+    let file = project.path().join("f.txt");
+    let script = format!(
+        r#"file::content(#{{ path: "{}", content: "x" }});
+           command::run(#{{ argv: ["touch", "{}.touched"] }});"#,
+        file.display(),
+        file.display()
+    );
+    let run = project.run(&script, &["--check"]);
+    run.assert_status(0);
+    assert_eq!(statuses(&run), ["changed", "changed"]);
+    assert!(!file.exists());
+    assert!(!project.path().join("f.txt.touched").exists());
+}
+
+#[test]
+fn copy_absent_stat_and_read() {
+    let project = Project::local();
+    project.write("files/greeting.txt", "hello\n");
+    let target = project.path().join("copied.txt");
+    let script = format!(
+        r#"file::copy(#{{ src: "greeting.txt", path: "{t}", mode: "0600" }});
+           let s = file::stat("{t}");
+           print(`${{s.kind}} ${{s.mode}} ${{s.size}}`);
+           print(file::read("{t}"));
+           file::absent(#{{ path: "{t}" }});
+           print(`${{file::stat("{t}").exists}} ${{file::read("{t}") == ()}}`);"#,
+        t = target.display()
+    );
+    let run = project.run(&script, &[]);
+    run.assert_status(0);
+    assert_eq!(messages(&run), ["file 0600 6", "hello\n", "false true"]);
+    assert!(!target.exists());
+}
+
+#[test]
+fn command_creates_stdin_and_failure() {
+    let project = Project::local();
+    let marker = project.path().join("marker");
+    let script = format!(
+        r#"let r = command::run(#{{ argv: ["cat"], stdin: "from stdin", read_only: true }});
+           print(r.stdout);
+           let g = command::run(#{{ argv: ["touch", "{m}"], creates: "{m}" }});
+           print(`${{g.changed}}`);
+           let i = command::run(#{{ argv: ["sh", "-c", "echo oops >&2; exit 3"], ignore_errors: true }});
+           print(`${{i.rc}} ${{i.stderr.trim_end()}}`);
+           command::run(#{{ argv: ["sh", "-c", "echo broken >&2; exit 4"] }});
+           print("not reached");"#,
+        m = marker.display()
+    )
+    .replace("i.stderr.trim_end()", "i.stderr");
+    std::fs::write(&marker, "").unwrap();
+    let run = project.run(&script, &[]);
+    run.assert_status(1);
+    let output = run.stdout();
+    assert_eq!(
+        messages(&run)[..3],
+        ["from stdin".to_string(), "false".into(), "3 oops\n".into()]
+    );
+    assert!(
+        output.contains("sh exited with status 4: broken"),
+        "{output}"
+    );
+    assert!(!output.contains("not reached"));
+}
+
+#[test]
+fn unknown_option_is_bad_input() {
+    let project = Project::local();
+    let run = project.run(r#"file::directory(#{ pth: "/tmp/x" });"#, &[]);
+    run.assert_status(2);
+    assert!(
+        run.stdout().contains("unknown field `pth`"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn syntax_error_shows_caret() {
+    let project = Project::local();
+    let run = project.run("let x = ;\n", &["--output", "human"]);
+    run.assert_status(2);
+    let stderr = run.stderr();
+    assert!(stderr.contains("task.rhai:1:"), "{stderr}");
+    assert!(stderr.contains("1 | let x = ;"), "{stderr}");
+    assert!(stderr.contains('^'), "{stderr}");
+}
+
+#[test]
+fn inventory_precedence_and_yaml_booleans() {
+    let project = Project::new(
+        "[servers]\nlocalhost ansible_connection=local inline=from-inline\n\n[servers:vars]\ngroup_ini=from-ini\ninline=from-group\n",
+    );
+    project.write(
+        "inventory/group_vars/all.yml",
+        "group_all: from-all\ngroup_ini: from-all\n",
+    );
+    project.write(
+        "inventory/host_vars/localhost/vars.yml",
+        "bare: yes\nquoted: 'yes'\nupper: OFF\noctal: 0750\nhost_only: from-host\ninline: from-host-vars\n",
+    );
+    let extra = project.write("extra.yml", "from_file: 'x'\nhost_only: from-extra-file\n");
+    let script = r#"
+        for name in ["group_all", "group_ini", "inline", "host_only", "from_file", "bare", "quoted", "upper", "octal", "cli"] {
+            print(`${name}=${vars[name]} (${type_of(vars[name])})`);
+        }"#;
+    let run = project.run(
+        script,
+        &["-e", &format!("@{}", extra.display()), "-e", "cli=1"],
+    );
+    run.assert_status(0);
+    assert_eq!(
+        messages(&run),
+        [
+            "group_all=from-all (string)",
+            "group_ini=from-all (string)",
+            "inline=from-host-vars (string)",
+            "host_only=from-extra-file (string)",
+            "from_file=x (string)",
+            "bare=true (bool)",
+            "quoted=yes (string)",
+            "upper=false (bool)",
+            "octal=488 (i64)",
+            "cli=1 (string)",
+        ]
+    );
+}
+
+#[test]
+fn printed_secrets_are_masked() {
+    let project = Project::local();
+    project.write(
+        "inventory/host_vars/localhost/vars.yml",
+        "my_api_password: 'hunter2-secret'\nproviders:\n  - client_secret: 'nested-secret-value'\n",
+    );
+    let run = project.run(
+        r#"print(vars.my_api_password); print(vars.providers[0].client_secret); print("done");"#,
+        &["--output", "human"],
+    );
+    run.assert_status(0);
+    let output = run.all_output();
+    assert!(!output.contains("hunter2-secret"), "{output}");
+    assert!(!output.contains("nested-secret-value"), "{output}");
+    assert!(output.contains("********"), "{output}");
+    assert!(output.contains("done"), "{output}");
+}
+
+#[test]
+fn limit_selects_hosts_and_rejects_unknown() {
+    let project = Project::new(
+        "[a]\nlocalhost ansible_connection=local\n[b]\nother ansible_connection=local\n",
+    );
+    let run = project.run(r#"print(host);"#, &["-l", "b"]);
+    run.assert_status(0);
+    assert_eq!(messages(&run), ["other"]);
+
+    let run = project.run(r#"print(host);"#, &["-l", "nosuchhost"]);
+    run.assert_status(2);
+    assert!(
+        run.all_output().contains("nosuchhost"),
+        "{}",
+        run.all_output()
+    );
+}
+
+#[test]
+fn unsupported_connection_is_unreachable() {
+    let project =
+        Project::new("[a]\nremote ansible_connection=winrm\nlocalhost ansible_connection=local\n");
+    let run = project.run(r#"print(host);"#, &[]);
+    run.assert_status(3);
+    assert_eq!(run.recap("remote")["unreachable"], 1);
+    assert_eq!(messages(&run), ["localhost"], "the other host still ran");
+}

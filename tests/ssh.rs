@@ -1,0 +1,596 @@
+//! masrun over SSH against real OpenSSH servers the tests start themselves: setup converging
+//! like the local run, host key verification, authentication failures, become, lost
+//! connections, several hosts at once (some in network namespaces), and cancelled commands.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::sshd::{Netns, SshProject, Sshd, args, unused_port};
+use support::{HOST, Run, TEST_UID, TEST_USER, TestRoot};
+
+/// Lists every path under `root` with its mode, owner, and contents with `root` replaced by
+/// `ROOT`. Files under `data/keys` have no contents here, because the keys are random.
+fn snapshot(root: &Path) -> BTreeMap<String, (u32, u32, u32, Option<String>)> {
+    let mut entries = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let relative = path.strip_prefix(root).unwrap().display().to_string();
+            let contents = (meta.is_file() && !relative.contains("data/keys")).then(|| {
+                std::fs::read_to_string(&path)
+                    .unwrap()
+                    .replace(&root.display().to_string(), "ROOT")
+            });
+            if meta.is_dir() {
+                pending.push(path.clone());
+            }
+            entries.insert(
+                relative,
+                (meta.mode() & 0o7777, meta.uid(), meta.gid(), contents),
+            );
+        }
+    }
+    entries
+}
+
+fn unreachable_events(run: &Run) -> Vec<serde_json::Value> {
+    run.events()
+        .into_iter()
+        .filter(|event| event["status"] == "unreachable")
+        .collect()
+}
+
+fn setup_args(root: &TestRoot, extra: &[&str]) -> Vec<String> {
+    let mut all = root.extra_vars();
+    all.extend(extra.iter().map(|word| word.to_string()));
+    all.push("setup".into());
+    all
+}
+
+#[test]
+fn setup_over_ssh_matches_local_run() {
+    let local = TestRoot::new();
+    local.setup(&[]).assert_status(0);
+
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let remote = TestRoot::new();
+    let first = project.run(&setup_args(&remote, &[]));
+    first.assert_status(0);
+
+    let expected = snapshot(local.path());
+    let actual = snapshot(remote.path());
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        actual.keys().collect::<Vec<_>>(),
+        "the same paths exist"
+    );
+    for (path, (mode, uid, gid, contents)) in &expected {
+        let other = &actual[path];
+        assert_eq!(*mode, other.0, "mode of {path}");
+        assert_eq!((*uid, *gid), (other.1, other.2), "owner of {path}");
+        assert_eq!(contents, &other.3, "contents of {path}");
+    }
+
+    let second = project.run(&setup_args(&remote, &[]));
+    second.assert_status(0);
+    let recap = second.recap(HOST);
+    assert_eq!(
+        recap["changed"],
+        0,
+        "second run changed: {:?}",
+        second.changed_steps()
+    );
+
+    // A run that changes nothing costs about one round trip per step: two for a file's stat
+    // and contents, two for a command, plus the SFTP start and the first owner lookups.
+    let steps = recap["ok"].as_u64().unwrap();
+    let round_trips = recap["round_trips"].as_u64().unwrap();
+    assert!(steps > 10, "setup runs its steps: {recap}");
+    assert!(
+        round_trips <= 2 * steps + 10,
+        "{round_trips} round trips for {steps} unchanged steps"
+    );
+}
+
+#[test]
+fn unknown_host_key_is_rejected_until_accepted() {
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    let root = TestRoot::new();
+
+    let run = project.run(&setup_args(&root, &[]));
+    run.assert_status(3);
+    let output = run.all_output();
+    let name = format!("[127.0.0.1]:{}", server.port);
+    assert!(output.contains("SHA256:"), "fingerprint shown:\n{output}");
+    assert!(output.contains(&name), "host named:\n{output}");
+    assert!(
+        output.contains("--host-key-policy accept-new"),
+        "way to accept shown:\n{output}"
+    );
+    assert!(
+        output.contains(&server.host_key),
+        "known_hosts line shown:\n{output}"
+    );
+    assert!(!root.base().exists(), "nothing changed on the host");
+    assert_eq!(
+        std::fs::read_to_string(project.known_hosts()).unwrap(),
+        "",
+        "strict policy records nothing"
+    );
+
+    let mut accept = vec!["--host-key-policy".to_string(), "accept-new".to_string()];
+    accept.extend(setup_args(&root, &["--check"]));
+    project.run(&accept).assert_status(0);
+    let known = std::fs::read_to_string(project.known_hosts()).unwrap();
+    assert_eq!(known, server.known_hosts_line(), "the key was recorded");
+
+    project
+        .run(&setup_args(&root, &["--check"]))
+        .assert_status(0);
+}
+
+#[test]
+fn changed_host_key_is_always_rejected() {
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    let impostor = std::fs::read_to_string(server.client_key.with_extension("pub")).unwrap();
+    let impostor: Vec<&str> = impostor.split_whitespace().take(2).collect();
+    std::fs::write(
+        project.known_hosts(),
+        format!(
+            "# managed by hand\n[127.0.0.1]:{} {}\n",
+            server.port,
+            impostor.join(" ")
+        ),
+    )
+    .unwrap();
+    let root = TestRoot::new();
+
+    for policy in ["strict", "accept-new"] {
+        let mut arguments = vec!["--host-key-policy".to_string(), policy.to_string()];
+        arguments.extend(setup_args(&root, &[]));
+        let run = project.run(&arguments);
+        run.assert_status(3);
+        let output = run.all_output();
+        assert!(output.contains("HOST KEY VERIFICATION FAILED"), "{output}");
+        assert!(output.contains("has changed"), "{output}");
+        assert!(
+            output.contains(&format!("{}:2", project.known_hosts().display())),
+            "file and line named:\n{output}"
+        );
+        assert!(!root.base().exists(), "nothing changed on the host");
+    }
+    let known = std::fs::read_to_string(project.known_hosts()).unwrap();
+    assert!(
+        !known.contains(&server.host_key),
+        "the new key was not recorded"
+    );
+}
+
+#[test]
+fn wrong_client_key_is_unreachable() {
+    let server = Sshd::start();
+    let other_key = server.dir.path().join("other_ed25519");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other_key)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let vars = format!(
+        "ansible_host=127.0.0.1 ansible_port={} ansible_ssh_user=root ansible_ssh_private_key_file={}",
+        server.port,
+        other_key.display()
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&server]);
+    let root = TestRoot::new();
+
+    let run = project.run(&setup_args(&root, &[]));
+    run.assert_status(3);
+    let events = unreachable_events(&run);
+    assert_eq!(events.len(), 1, "{}", run.all_output());
+    assert_eq!(events[0]["host"], HOST);
+    let error = events[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "permission denied for root@127.0.0.1:{}",
+            server.port
+        )),
+        "{error}"
+    );
+    assert!(error.contains(&other_key.display().to_string()), "{error}");
+    assert!(!root.base().exists());
+}
+
+#[test]
+fn become_runs_commands_and_files_as_user() {
+    support::ensure_test_user();
+    let server = Sshd::start();
+    let vars = format!(
+        "{} ansible_become=true ansible_become_user={TEST_USER}",
+        server.inventory_vars()
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&server]);
+    let work = tempfile::tempdir().unwrap();
+    let owned = work.path().join("owned");
+    std::fs::create_dir(&owned).unwrap();
+    std::os::unix::fs::chown(&owned, Some(TEST_UID), Some(TEST_UID)).unwrap();
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let task = project.task(
+        "become.rhai",
+        &format!(
+            r#"let who = command::run(#{{ argv: ["id", "-un"], read_only: true }}).stdout;
+who.trim();
+print("user=" + who);
+let root = command::run(#{{ argv: ["id", "-un"], become_user: "root", read_only: true }}).stdout;
+root.trim();
+print("explicit=" + root);
+file::content(#{{ path: "{}/note.txt", content: "written as the become user\n", mode: "0640" }});
+"#,
+            owned.display()
+        ),
+    );
+    let run = project.run(&[task.display().to_string()]);
+    run.assert_status(0);
+    let messages: Vec<String> = run
+        .events()
+        .iter()
+        .filter_map(|event| event["message"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        messages.contains(&format!("user={TEST_USER}")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"explicit=root".to_string()),
+        "{messages:?}"
+    );
+    let note = std::fs::metadata(owned.join("note.txt")).unwrap();
+    assert_eq!(note.uid(), TEST_UID, "SFTP wrote the file as {TEST_USER}");
+    assert_eq!(note.mode() & 0o7777, 0o640);
+}
+
+/// Polls `condition` every 50 ms until it is true or `limit` passes.
+fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+/// Waits for a spawned masrun, killing it after `limit`.
+fn finish(mut child: std::process::Child, limit: Duration) -> (Run, Duration) {
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (Run { output }, started.elapsed())
+}
+
+const SLOW_TASK: &str = r#"let dir = args[0];
+file::content(#{ path: `${dir}/before.txt`, content: "before\n" });
+if args.len() > 1 {
+    command::run(#{ name: "wait on the host", argv: ["sleep", "30.0413"] });
+}
+file::content(#{ path: `${dir}/after.txt`, content: "after\n" });
+"#;
+
+#[test]
+fn killed_server_is_unreachable_with_step() {
+    let mut server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let task = project.task("slow.rhai", SLOW_TASK);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().display().to_string();
+
+    let child = project
+        .command(&[], &args(&[&task.display().to_string(), &dir, "slow"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || !server
+            .sessions_running("sleep 30.0413")
+            .is_empty()),
+        "the slow step never started: {}",
+        server.log()
+    );
+    server.kill();
+
+    let (run, elapsed) = finish(child, Duration::from_secs(60));
+    run.assert_status(3);
+    assert!(elapsed < Duration::from_secs(45), "took {elapsed:?}");
+    let events = unreachable_events(&run);
+    assert_eq!(events.len(), 1, "{}", run.all_output());
+    assert_eq!(events[0]["host"], HOST);
+    let error = events[0]["error"].as_str().unwrap();
+    assert!(error.contains("wait on the host"), "step named: {error}");
+    assert!(
+        error.contains(&format!("root@127.0.0.1:{}", server.port)),
+        "{error}"
+    );
+    assert!(!work.path().join("after.txt").exists());
+
+    server.restart();
+    let run = project.run(&args(&[&task.display().to_string(), &dir]));
+    run.assert_status(0);
+    assert!(
+        work.path().join("after.txt").exists(),
+        "the next run converges"
+    );
+}
+
+#[test]
+fn down_host_does_not_stop_others() {
+    let first = Sshd::start();
+    let second = Sshd::start();
+    let down_port = unused_port();
+    let hosts = [
+        ("one.example.com", first.inventory_vars()),
+        (
+            "down.example.com",
+            format!(
+                "ansible_host=127.0.0.1 ansible_port={down_port} ansible_user=root ansible_ssh_private_key_file={}",
+                first.client_key.display()
+            ),
+        ),
+        ("two.example.com", second.inventory_vars()),
+    ];
+    let project = SshProject::new(&hosts);
+    project.trust(&[&first, &second]);
+    let work = tempfile::tempdir().unwrap();
+    let task = project.task(
+        "each.rhai",
+        &format!(
+            "file::content(#{{ path: `{}/${{host_name()}}.txt`, content: \"hello\\n\" }});\n",
+            work.path().display()
+        ),
+    );
+
+    let run = project.run(&["--forks".into(), "2".into(), task.display().to_string()]);
+    run.assert_status(3);
+    for host in ["one.example.com", "two.example.com"] {
+        let recap = run.recap(host);
+        assert_eq!(recap["changed"], 1, "{host}: {recap}");
+        assert_eq!(recap["unreachable"], 0, "{host}: {recap}");
+        assert!(work.path().join(format!("{host}.txt")).exists());
+    }
+    let down = run.recap("down.example.com");
+    assert_eq!(down["unreachable"], 1, "{down}");
+    let events = unreachable_events(&run);
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("root@127.0.0.1:{down_port}")),
+        "{}",
+        events[0]
+    );
+}
+
+#[test]
+fn cancelled_command_stops_on_host() {
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let task = project.task("slow.rhai", SLOW_TASK);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().display().to_string();
+
+    let child = project
+        .command(&[], &args(&[&task.display().to_string(), &dir, "slow"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || !server
+            .sessions_running("sleep 30.0413")
+            .is_empty()),
+        "the slow step never started: {}",
+        server.log()
+    );
+    // SAFETY: kill has no memory effects; the PID is the child this test spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let (run, elapsed) = finish(child, Duration::from_secs(20));
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    run.assert_status(1);
+    assert!(
+        run.all_output().contains("interrupted"),
+        "{}",
+        run.all_output()
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || server
+            .sessions_running("sleep 30.0413")
+            .is_empty()),
+        "the cancelled sleep still runs on the host"
+    );
+    assert!(!work.path().join("after.txt").exists());
+}
+
+/// Two hosts in their own network namespaces, reached from masrun running in a third. The
+/// ssh_config in HOME sets one-second keepalives, so cutting one host's link is noticed within
+/// seconds while the other host finishes.
+#[test]
+fn namespaced_hosts_and_silent_link_loss() {
+    let tag = std::process::id() % 10000;
+    let client = Netns::create(&format!("masrun-c{tag}"));
+    let host_a = Netns::create(&format!("masrun-a{tag}"));
+    let host_b = Netns::create(&format!("masrun-b{tag}"));
+    let (_, address_a) = client.link(&host_a, "10.231.1", &format!("mra{tag}"));
+    let (_, address_b) = client.link(&host_b, "10.231.2", &format!("mrb{tag}"));
+    let server_a = Sshd::start_in(&host_a, &address_a);
+    let server_b = Sshd::start_in(&host_b, &address_b);
+
+    let vars = |server: &Sshd| {
+        format!(
+            "ansible_host={} ansible_user=root ansible_ssh_private_key_file={}",
+            server.address,
+            server.client_key.display()
+        )
+    };
+    let project = SshProject::new(&[
+        ("a.example.com", vars(&server_a)),
+        ("b.example.com", vars(&server_b)),
+    ]);
+    project.trust(&[&server_a, &server_b]);
+    std::fs::write(
+        project.home().join(".ssh/config"),
+        "Host *\n  ServerAliveInterval 1\n  ServerAliveCountMax 2\n  ConnectTimeout 5\n",
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let task = project.task(
+        "ns.rhai",
+        &format!(
+            r#"let dir = "{}";
+file::content(#{{ path: `${{dir}}/${{host_name()}}-1.txt`, content: "one\n" }});
+if host_name() == "b.example.com" {{
+    command::run(#{{ name: "wait on b", argv: ["sleep", "30.0413"] }});
+}}
+file::content(#{{ path: `${{dir}}/${{host_name()}}-2.txt`, content: "two\n" }});
+"#,
+            work.path().display()
+        ),
+    );
+
+    let child = project
+        .command(&client.prefix(), &[task.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || !server_b
+            .sessions_running("sleep 30.0413")
+            .is_empty()),
+        "host b never started its slow step"
+    );
+    // Packets to b now vanish without a reset: only the keepalives can notice.
+    host_b.exec_checked(&["ip", "link", "set", &format!("mrb{tag}b"), "down"]);
+
+    let (run, elapsed) = finish(child, Duration::from_secs(60));
+    run.assert_status(3);
+    assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+    let a = run.recap("a.example.com");
+    assert_eq!(a["changed"], 2, "{a}");
+    assert_eq!(a["unreachable"], 0, "{a}");
+    assert!(work.path().join("a.example.com-2.txt").exists());
+    let b = run.recap("b.example.com");
+    assert_eq!(b["unreachable"], 1, "{b}");
+    let events = unreachable_events(&run);
+    assert_eq!(events.len(), 1, "{}", run.all_output());
+    assert_eq!(events[0]["host"], "b.example.com");
+    let error = events[0]["error"].as_str().unwrap();
+    assert!(error.contains("wait on b"), "step named: {error}");
+    assert!(!work.path().join("b.example.com-2.txt").exists());
+}
+
+#[test]
+fn proxy_jump_from_ssh_config() {
+    let jump = Sshd::start();
+    let target = Sshd::start();
+    let vars = format!(
+        "ansible_host=target-alias ansible_user=root ansible_ssh_private_key_file={}",
+        target.client_key.display()
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&jump, &target]);
+    std::fs::write(
+        project.home().join(".ssh/config"),
+        format!(
+            "Host target-alias\n  HostName 127.0.0.1\n  Port {}\n  ProxyJump root@127.0.0.1:{}\n\
+             Host 127.0.0.1\n  IdentityFile {}\n",
+            target.port,
+            jump.port,
+            jump.client_key.display()
+        ),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let task = project.task(
+        "jump.rhai",
+        &format!(
+            "file::content(#{{ path: \"{}/jumped.txt\", content: \"through the jump host\\n\" }});\n",
+            work.path().display()
+        ),
+    );
+
+    let run = project.run(&["-vv".into(), task.display().to_string()]);
+    run.assert_status(0);
+    assert!(work.path().join("jumped.txt").exists());
+    assert!(
+        jump.log().contains("Accepted publickey for root"),
+        "the jump host saw the login: {}",
+        jump.log()
+    );
+    let stderr = run.stderr();
+    assert!(
+        stderr.contains(&format!("connecting to root@127.0.0.1:{}", jump.port)),
+        "-vv names the jump host:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("offering key file {}", jump.client_key.display())),
+        "-vv names the key offered:\n{stderr}"
+    );
+}
+
+#[test]
+fn encrypted_key_without_terminal_fails_clearly() {
+    let server = Sshd::start();
+    let locked = server.dir.path().join("locked_ed25519");
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "correct horse", "-f"])
+        .arg(&locked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let vars = format!(
+        "ansible_host=127.0.0.1 ansible_port={} ansible_user=root ansible_ssh_private_key_file={}",
+        server.port,
+        locked.display()
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&server]);
+    let task = project.task("noop.rhai", "file::stat(\"/\");\n");
+
+    let run = project.run(&[task.display().to_string()]);
+    run.assert_status(3);
+    let output = run.all_output();
+    assert!(
+        output.contains("is encrypted and there is no terminal to ask for its passphrase"),
+        "{output}"
+    );
+    assert!(output.contains("ssh-add"), "{output}");
+}

@@ -1,0 +1,258 @@
+//! Wiring a real Synapse (from PyPI) to MAS: masrun edits its homeserver.yaml in place or
+//! writes a drop-in file, keeps everything else, and Synapse starts with the result.
+
+mod support;
+
+use std::path::PathBuf;
+
+use support::synapse::{Synapse, free_port, generate_config};
+use support::{HOST, TestRoot};
+
+/// A test root with a Synapse configuration where the example inventory expects it.
+struct Homeserver {
+    root: TestRoot,
+    config: PathBuf,
+    port: u16,
+}
+
+impl Homeserver {
+    fn new() -> Homeserver {
+        let root = TestRoot::new();
+        let port = free_port();
+        let config = generate_config(&root.base().join("synapse/config"), "example.com", port);
+        Homeserver { root, config, port }
+    }
+
+    fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.config).unwrap()
+    }
+
+    fn config_data(&self) -> serde_json::Value {
+        serde_yaml_ng::from_str(&self.config_text()).unwrap()
+    }
+
+    fn append(&self, text: &str) {
+        let current = self.config_text();
+        std::fs::write(&self.config, format!("{current}\n{text}")).unwrap();
+    }
+}
+
+#[test]
+fn in_place_edit_delegates_and_keeps_comments() {
+    let hs = Homeserver::new();
+    let before = hs.config_text();
+    hs.root
+        .setup(&["-e", "matrix_homeserver_generic_secret_key=abc"])
+        .assert_status(0);
+
+    let after = hs.config_text();
+    for line in before
+        .lines()
+        .filter(|l| l.starts_with('#') || l.starts_with("server_name"))
+    {
+        assert!(after.contains(line), "line kept: {line}\n{after}");
+    }
+    let data = hs.config_data();
+    let block = &data["matrix_authentication_service"];
+    assert_eq!(block["enabled"], true);
+    assert_eq!(
+        block["endpoint"],
+        "http://matrix-authentication-service:8080/auth/"
+    );
+    assert_eq!(block["secret"], "00cff613-35e2-5a46-8257-c6342fc4b7fb");
+    assert_eq!(data["password_config"]["enabled"], false);
+    assert_eq!(data["experimental_features"]["msc4108_enabled"], true);
+    assert_eq!(
+        data["registration_shared_secret"],
+        serde_yaml_ng::from_str::<serde_json::Value>(&before).unwrap()["registration_shared_secret"]
+    );
+
+    let synapse = Synapse::start(&[&hs.config], hs.port);
+    let (status, _) = synapse.get("/_matrix/client/v3/login").unwrap();
+    assert_ne!(status, 200, "Synapse no longer serves its own login");
+
+    let second = hs
+        .root
+        .setup(&["-e", "matrix_homeserver_generic_secret_key=abc"]);
+    second.assert_status(0);
+    assert_eq!(
+        second.recap(HOST)["changed"],
+        0,
+        "{:?}",
+        second.changed_steps()
+    );
+}
+
+#[test]
+fn msc3861_block_is_removed() {
+    let hs = Homeserver::new();
+    hs.append("experimental_features:\n  msc3861:\n    enabled: true\n    issuer: http://old-mas/\n  msc3266_enabled: true\n");
+    hs.root.setup(&[]).assert_status(0);
+
+    let data = hs.config_data();
+    assert!(
+        data["experimental_features"].get("msc3861").is_none(),
+        "{}",
+        hs.config_text()
+    );
+    assert_eq!(
+        data["experimental_features"]["msc3266_enabled"], true,
+        "other features kept"
+    );
+    Synapse::start(&[&hs.config], hs.port);
+}
+
+#[test]
+fn conflicting_synapse_setting_is_rejected() {
+    let hs = Homeserver::new();
+    hs.append("enable_registration: true\n");
+    let before = hs.config_text();
+    let line = before
+        .lines()
+        .position(|l| l.starts_with("enable_registration"))
+        .unwrap()
+        + 1;
+
+    let run = hs.root.setup(&[]);
+    run.assert_status(2);
+    let output = run.all_output();
+    assert!(
+        output.contains(&format!(
+            "{}:{line}: enable_registration",
+            hs.config.display()
+        )),
+        "{output}"
+    );
+    assert!(
+        output
+            .contains("matrix_authentication_service_config_account_password_registration_enabled"),
+        "{output}"
+    );
+    assert_eq!(hs.config_text(), before, "homeserver.yaml unchanged");
+    assert!(!hs.root.mas().exists(), "nothing installed");
+}
+
+#[test]
+fn migration_keeps_synapse_login_then_switches() {
+    let hs = Homeserver::new();
+    hs.root
+        .setup(&[
+            "-e",
+            "matrix_authentication_service_migration_in_progress=true",
+        ])
+        .assert_status(0);
+    let data = hs.config_data();
+    assert!(
+        data.get("matrix_authentication_service").is_none(),
+        "no MAS block while migrating"
+    );
+    assert_eq!(
+        data["password_config"]["enabled"], true,
+        "Synapse keeps password login"
+    );
+    assert!(
+        data.get("experimental_features").is_none()
+            || data["experimental_features"]
+                .get("msc4108_enabled")
+                .is_none()
+    );
+    {
+        let synapse = Synapse::start(&[&hs.config], hs.port);
+        let (status, body) = synapse.get("/_matrix/client/v3/login").unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("m.login.password"), "{body}");
+    }
+
+    hs.root.setup(&[]).assert_status(0);
+    let data = hs.config_data();
+    assert_eq!(data["matrix_authentication_service"]["enabled"], true);
+    assert_eq!(data["password_config"]["enabled"], false);
+    assert_eq!(data["experimental_features"]["msc4108_enabled"], true);
+}
+
+#[test]
+fn drop_in_leaves_homeserver_yaml_alone() {
+    let hs = Homeserver::new();
+    hs.append("password_config:\n  pepper: example-pepper\n");
+    let before = hs.config_text();
+    hs.root
+        .setup(&[
+            "-e",
+            "masrun_synapse_config_method=drop-in",
+            "-e",
+            "matrix_synapse_password_config_pepper=example-pepper",
+        ])
+        .assert_status(0);
+    assert_eq!(hs.config_text(), before, "homeserver.yaml untouched");
+
+    let drop_in = hs
+        .root
+        .base()
+        .join("synapse/config/conf.d/matrix-authentication-service.yaml");
+    let data: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&drop_in).unwrap()).unwrap();
+    assert_eq!(data["matrix_authentication_service"]["enabled"], true);
+    assert_eq!(data["password_config"]["enabled"], false);
+    assert_eq!(
+        data["password_config"]["pepper"], "example-pepper",
+        "the drop-in keeps the live pepper"
+    );
+    Synapse::start(&[&hs.config, &drop_in], hs.port);
+}
+
+#[test]
+fn disabling_mas_hands_login_back() {
+    let hs = Homeserver::new();
+    hs.root.setup(&[]).assert_status(0);
+    assert!(
+        hs.config_data()
+            .get("matrix_authentication_service")
+            .is_some()
+    );
+
+    hs.root
+        .setup(&["-e", "matrix_authentication_service_enabled=false"])
+        .assert_status(0);
+    let data = hs.config_data();
+    assert!(
+        data.get("matrix_authentication_service").is_none(),
+        "{}",
+        hs.config_text()
+    );
+    assert_eq!(data["password_config"]["enabled"], true);
+    Synapse::start(&[&hs.config], hs.port);
+}
+
+/// Synapse asks MAS about every access token once it delegates: an unknown token is 401 when
+/// MAS answers, and 503 when MAS is unreachable.
+#[test]
+fn synapse_checks_tokens_with_mas() {
+    use support::synapse::{MasStandIn, http_get_with_token};
+
+    let hs = Homeserver::new();
+    let mas_port_placeholder = free_port();
+    let run = |web_port: u16| {
+        hs.root.setup(&[
+            "-e",
+            &format!("matrix_synapse_matrix_authentication_service_endpoint=http://127.0.0.1:{web_port}/auth/"),
+        ])
+    };
+    run(mas_port_placeholder).assert_status(0);
+    let stand_in = MasStandIn::start(&hs.root.mas().join("config/config.yaml"), hs.root.path());
+    run(stand_in.web_port).assert_status(0);
+
+    let synapse = Synapse::start(&[&hs.config], hs.port);
+    let (status, body) =
+        http_get_with_token(hs.port, "/_matrix/client/v3/account/whoami", "not-a-token").unwrap();
+    assert_eq!(status, 401, "{body}\n{}", synapse.log_text());
+    assert!(body.contains("M_UNKNOWN_TOKEN"), "{body}");
+
+    drop(stand_in);
+    let (status, body) = http_get_with_token(
+        hs.port,
+        "/_matrix/client/v3/account/whoami",
+        "another-token",
+    )
+    .unwrap();
+    assert_eq!(status, 503, "MAS unreachable: {body}");
+}
