@@ -1,7 +1,8 @@
 //! The `systemd`, `container` and `postgres` primitives on a real systemd host: a Debian 12
 //! node booted with systemd-nspawn (see tests/support/node.rs), with podman, the docker client
-//! against podman's API socket, and PostgreSQL. masrun runs inside the node with
-//! `ansible_connection=local`. Each test checks the first change, the unchanged second run,
+//! against podman's API socket, and PostgreSQL. masrun runs on the host and reaches the node
+//! over SSH, so the systemd and container steps are commands over SSH and the postgres steps
+//! use a direct-streamlocal channel to the node's socket. Each test checks the first change, the unchanged second run,
 //! check mode and the failure messages against what the node's own tools report.
 
 mod support;

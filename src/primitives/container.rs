@@ -104,7 +104,8 @@ fn exit_status(output: &ExecOutput) -> String {
         .unwrap_or_else(|| "none, killed by a signal".into())
 }
 
-/// The engine's own message: its error output, or its standard output when that is empty.
+/// Returns the engine's own message: its error output, or its standard output when that is
+/// empty.
 fn engine_message(output: &ExecOutput) -> String {
     let stderr = output.stderr_text();
     let text = if stderr.trim().is_empty() {
@@ -115,13 +116,23 @@ fn engine_message(output: &ExecOutput) -> String {
     text.trim().to_string()
 }
 
-/// Whether a failed `inspect` means the object does not exist. Docker and podman word this
-/// differently ("No such image", "image not known", "network not found", "no such container").
+/// Returns whether a failed `inspect` or `rm` means the object does not exist. Docker,
+/// podman and podman's Docker-compatible API word this differently. The phrases name the
+/// object, so an unrelated error ("no such file or directory") is not taken for a missing one.
 fn is_not_found(output: &ExecOutput) -> bool {
     let message = engine_message(output).to_lowercase();
-    ["no such", "not known", "not found", "failed to find"]
-        .iter()
-        .any(|phrase| message.contains(phrase))
+    [
+        "no such image",
+        "no such container",
+        "no such network",
+        "no such object",
+        "image not known",
+        "network not found",
+        "failed to find image",
+        "no container with name or id",
+    ]
+    .iter()
+    .any(|phrase| message.contains(phrase))
 }
 
 /// Returns the id of a local image, or `None` when the host does not have it.
@@ -322,14 +333,19 @@ fn default_driver() -> String {
 pub fn network(ctx: &HostContext, options: &NetworkOptions) -> Result<Outcome> {
     let network = options.network.as_str();
     check_reference(network, "network")?;
-    let mut inspect = EngineCommand::new(ctx, &["network", "inspect", "--format", "{{.Name}}"])?;
-    inspect.arg("--").arg(network);
-    let output = inspect.run(ctx)?;
-    if output.success() {
-        return Ok(Outcome::unchanged());
+    // Listing names instead of inspecting the network: podman's Docker-compatible API (4.3)
+    // fails an inspect while a container on any network is being removed.
+    let list = EngineCommand::new(ctx, &["network", "ls", "--format", "{{.Name}}"])?;
+    let output = list.run(ctx)?;
+    if !output.success() {
+        return Err(list.failure(ctx, 3, &output));
     }
-    if !is_not_found(&output) {
-        return Err(inspect.failure(ctx, 3, &output));
+    if output
+        .stdout_text()
+        .lines()
+        .any(|name| name.trim() == network)
+    {
+        return Ok(Outcome::unchanged());
     }
     if ctx.check_mode() {
         return Ok(Outcome::changed().with_message("would create"));
@@ -692,7 +708,8 @@ mod tests {
             "Error: No such image: localhost/x:1",
             "Error: localhost/x:1: image not known",
             "Error: mtest: network not found",
-            "Error: no such container c1",
+            "Error: no container with name or ID \"c1\" found: no such container",
+            "Error response from daemon: failed to find image localhost/x:1",
         ] {
             let output = ExecOutput {
                 status: Some(1),
@@ -701,5 +718,11 @@ mod tests {
             };
             assert!(is_not_found(&output), "{message}");
         }
+        let unrelated = ExecOutput {
+            status: Some(125),
+            stdout: Vec::new(),
+            stderr: b"Error: open /etc/cni/net.d/x.conflist: no such file or directory".to_vec(),
+        };
+        assert!(!is_not_found(&unrelated));
     }
 }

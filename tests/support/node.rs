@@ -2,24 +2,18 @@
 //! debootstrap and cached under `/var/cache/masrun-tests/`. Each test binary boots one node
 //! from it with systemd-nspawn, inside a network namespace of its own, and its tests share it.
 //!
-//! How tests reach the node: the SSH transport is not in this tree yet, so tests run masrun
-//! itself inside the node with `ansible_connection=local`. `nsenter -t LEADER -a` (LEADER is
-//! the node's PID 1 as the host sees it) enters every namespace of the node, mount namespace
-//! included, and runs `/usr/local/bin/masrun`, which is the test build bind-mounted read-only.
-//! The repository is bind-mounted read-only at its own path (masrun finds `scripts/` and
-//! `stdlib/` there through `MASRUN_HOME`), and a scratch directory is bind-mounted read-write
-//! at its own path, so a project the test writes on the host has the same path in the node.
-//! `machinectl` cannot be used: the host has no systemd as PID 1, so the node is started with
-//! `--register=no --keep-unit`.
+//! How tests reach the node: over SSH, as masrun reaches a real host. A veth pair links the
+//! node's namespace to a second namespace for the controller (10.231.0.1 there, 10.231.0.2 in
+//! the node). The node's own sshd accepts a key that the test writes. [`Node::masrun`] runs
+//! the test build of masrun on the host inside the controller's namespace (`ip netns exec`),
+//! with an inventory whose host has `ansible_host=10.231.0.2`. Commands that set up
+//! or inspect the node ([`Node::sh`]) use `nsenter -t LEADER -a` instead, where LEADER is the
+//! node's PID 1 as the host sees it. `machinectl` cannot be used: the host has no systemd as
+//! PID 1, so the node is started with `--register=no --keep-unit`. A scratch directory is
+//! bind-mounted read-write at its own path, so a file a test writes there on the host has the
+//! same path in the node.
 //!
-//! To switch these tests to SSH: give the node a veth pair into a second namespace (10.x
-//! addresses inside the namespaces only), let sshd in the node use a key the test writes into
-//! the scratch directory, and run masrun on the controller inside that second namespace with
-//! `ip netns exec`, with an inventory whose host has `ansible_host` set to the node's address
-//! (and `ansible_connection` unset). [`Node::masrun`] is the one place that changes; the task
-//! files and assertions stay as they are.
-//!
-//! Inside the node: podman with runc, its API socket at `/run/podman/podman.sock` with
+//! Inside the node: OpenSSH, podman with runc, its API socket at `/run/podman/podman.sock` with
 //! `/run/docker.sock` linked to it (so the real docker client, bind-mounted from the host,
 //! talks to podman), a tmpfs at `/var/lib/containers`, a test image
 //! `localhost/masrun-test/busybox:1` imported from busybox-static (nothing can be pulled from
@@ -46,8 +40,8 @@ const CACHE_DIR: &str = "/var/cache/masrun-tests";
 
 const SUITE: &str = "bookworm";
 
-/// The name of every root file system this file builds starts with this, followed by the
-/// suite and the recipe's hash; other files in the cache directory are left alone.
+/// The start of the name of every root file system this file builds, before the suite and
+/// the recipe's hash. Other files in the cache directory are left alone.
 const ROOTFS_PREFIX: &str = "services-node-rootfs-";
 
 /// Installed by debootstrap itself.
@@ -90,7 +84,7 @@ location = \"localhost:5000\"
 insecure = true
 ";
 
-/// Debian's docker-registry asks for htpasswd credentials by default; the node's registry is
+/// Debian's docker-registry requires htpasswd credentials by default. The node's registry is
 /// open, on loopback only.
 const REGISTRY_CONFIG: &str = "\
 version: 0.1
@@ -128,6 +122,10 @@ const RECIPE_VERSION: &str = "1";
 
 /// The PATH of commands run in the node.
 const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The controller's and the node's addresses on the veth link between their namespaces.
+const CONTROLLER_ADDRESS: &str = "10.231.0.1";
+pub const NODE_ADDRESS: &str = "10.231.0.2";
 
 /// The test image, imported into the node at boot.
 pub const TEST_IMAGE: &str = "localhost/masrun-test/busybox:1";
@@ -370,7 +368,7 @@ fn build_rootfs(target: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Removes root file systems of earlier recipes, so the cache holds one (about 1 GB).
+/// Removes root file systems of earlier recipes, so the cache keeps one (about 1 GB).
 fn remove_other_rootfs(current: &Path) {
     let Ok(entries) = std::fs::read_dir(CACHE_DIR) else {
         return;
@@ -528,14 +526,21 @@ fn remove_cgroup(dir: &Path) {
 
 /// Deletes what a node named `name` used on the host: its namespace, cgroups and scratch.
 fn release_resources(name: &str) {
-    let _ = Command::new("ip")
-        .args(["netns", "delete", name])
-        .stderr(Stdio::null())
-        .status();
+    for namespace in [name.to_string(), controller_namespace(name)] {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &namespace])
+            .stderr(Stdio::null())
+            .status();
+    }
     for dir in cgroup_dirs(name) {
         remove_cgroup(&dir);
     }
     let _ = std::fs::remove_dir_all(Path::new(CACHE_DIR).join("scratch").join(name));
+}
+
+/// Returns the namespace that masrun runs in to reach the node named `node`.
+fn controller_namespace(node: &str) -> String {
+    node.replace("masrun-node-", "masrun-ctl-")
 }
 
 fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
@@ -568,8 +573,6 @@ impl Node {
         let console = std::fs::File::create(scratch.with_extension("console.log"))
             .map_err(|e| format!("create console log: {e}"))?;
 
-        let repo = super::repo_root();
-        let masrun = PathBuf::from(env!("CARGO_BIN_EXE_masrun"));
         let mut command = Command::new("systemd-nspawn");
         command
             .arg("--boot")
@@ -583,14 +586,9 @@ impl Node {
             .arg("--capability=all")
             .arg("--tmpfs=/var/lib/containers")
             .arg(format!(
-                "--bind-ro={}:/usr/local/bin/masrun",
-                masrun.display()
-            ))
-            .arg(format!(
                 "--bind-ro={}:/usr/local/bin/docker",
                 docker.display()
             ))
-            .arg(format!("--bind-ro={}", repo.display()))
             .arg(format!("--bind={}", scratch.display()))
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
@@ -729,7 +727,82 @@ rm -rf \"$root\"
             ],
             Some(&sql),
         )?;
+        self.prepare_ssh()
+    }
+
+    /// Links the node to the controller's namespace, authorizes a client key for root and
+    /// writes the known_hosts line of the node's host key.
+    fn prepare_ssh(&self) -> Result<(), String> {
+        let controller = controller_namespace(&self.name);
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &controller])
+            .stderr(Stdio::null())
+            .status();
+        run(Command::new("ip").args(["netns", "add", &controller]))?;
+        run(Command::new("ip").args(["-n", &controller, "link", "set", "lo", "up"]))?;
+        let pid = std::process::id();
+        let (node_end, controller_end) = (format!("mrn{pid}n"), format!("mrn{pid}c"));
+        run(Command::new("ip").args([
+            "link",
+            "add",
+            &node_end,
+            "netns",
+            &self.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &controller_end,
+            "netns",
+            &controller,
+        ]))?;
+        for (namespace, device, address) in [
+            (&self.netns, &node_end, NODE_ADDRESS),
+            (&controller, &controller_end, CONTROLLER_ADDRESS),
+        ] {
+            run(Command::new("ip").args([
+                "-n",
+                namespace,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                device,
+            ]))?;
+            run(Command::new("ip").args(["-n", namespace, "link", "set", device, "up"]))?;
+        }
+
+        let ssh = self.ssh_dir();
+        std::fs::create_dir_all(ssh.join("home/.ssh"))
+            .map_err(|e| format!("create {}: {e}", ssh.display()))?;
+        let key = ssh.join("client_ed25519");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key))?;
+        let public = std::fs::read_to_string(key.with_extension("pub"))
+            .map_err(|e| format!("read the client key: {e}"))?;
+        self.check(
+            &[
+                "sh",
+                "-c",
+                "umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys",
+            ],
+            Some(&public),
+        )?;
+        let host_key = self.check(&["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], None)?;
+        let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        std::fs::write(
+            ssh.join("known_hosts"),
+            format!("{NODE_ADDRESS} {}\n", host_key.join(" ")),
+        )
+        .map_err(|e| format!("write known_hosts: {e}"))?;
         Ok(())
+    }
+
+    /// Returns the directory of the client key, known_hosts file and empty home directory
+    /// that masrun uses over SSH.
+    fn ssh_dir(&self) -> PathBuf {
+        self.scratch.join("ssh")
     }
 
     /// Returns the password of the node's PostgreSQL superuser.
@@ -799,21 +872,31 @@ rm -rf \"$root\"
             .tempdir_in(&self.scratch)
             .expect("project directory")
             .keep();
-        Project::in_dir(&dir, &format!("{label}.node.test"), vars)
+        let connection = format!(
+            "ansible_host={NODE_ADDRESS} ansible_user=root ansible_ssh_private_key_file={}",
+            self.ssh_dir().join("client_ed25519").display()
+        );
+        Project::in_dir(&dir, &format!("{label}.node.test"), &connection, vars)
     }
 
-    /// Runs masrun inside the node against `project`, as `ansible_connection=local`.
+    /// Runs masrun against `project` from the controller's namespace, over SSH to the node.
     pub fn masrun(&self, project: &Project, task: &Path, extra: &[&str]) -> Run {
-        let repo = super::repo_root().display().to_string();
-        let args = project.args(task, extra);
-        let mut argv = vec!["/usr/local/bin/masrun"];
-        argv.extend(args.iter().map(String::as_str));
-        let output = self
-            .command(&argv, &[("MASRUN_HOME", &repo), ("NO_COLOR", "1")])
-            .current_dir("/")
+        let ssh = self.ssh_dir();
+        let known_hosts = ssh.join("known_hosts").display().to_string();
+        let mut args = vec!["--known-hosts", known_hosts.as_str()];
+        args.extend_from_slice(extra);
+        let output = Command::new("ip")
+            .args(["netns", "exec", &controller_namespace(&self.name)])
+            .arg(env!("CARGO_BIN_EXE_masrun"))
+            .args(project.args(task, &args))
+            .current_dir(super::repo_root())
+            .env("HOME", ssh.join("home"))
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .output()
-            .expect("nsenter runs masrun");
+            .expect("ip netns exec runs masrun");
         Run { output }
     }
 

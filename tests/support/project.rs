@@ -20,13 +20,15 @@ impl Project {
     /// `host_vars/<host>/vars.yml` (JSON is YAML); `ansible_connection=local` is set inline.
     pub fn new(host: &str, vars: &Value) -> Project {
         let temp = tempfile::tempdir().expect("temporary directory");
-        let mut project = Project::in_dir(temp.path(), host, vars);
+        let mut project = Project::in_dir(temp.path(), host, "ansible_connection=local", vars);
         project._cleanup = Some(temp);
         project
     }
 
-    /// Creates a project in `dir`, which the caller owns and removes.
-    pub fn in_dir(dir: &Path, host: &str, vars: &Value) -> Project {
+    /// Creates a project in `dir`, which the caller owns and removes, with a host that masrun
+    /// reaches as `connection` says (inline inventory variables such as
+    /// `ansible_connection=local`).
+    pub fn in_dir(dir: &Path, host: &str, connection: &str, vars: &Value) -> Project {
         let project = Project {
             dir: dir.to_path_buf(),
             host: host.to_string(),
@@ -34,7 +36,7 @@ impl Project {
         };
         project.write(
             "inventory/hosts",
-            &format!("[matrix_servers]\n{host} ansible_connection=local\n"),
+            &format!("[matrix_servers]\n{host} {connection}\n"),
         );
         project.set_vars(vars);
         project
