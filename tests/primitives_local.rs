@@ -323,3 +323,75 @@ fn unsupported_connection_is_unreachable() {
     assert_eq!(run.recap("remote")["unreachable"], 1);
     assert_eq!(messages(&run), ["localhost"], "the other host still ran");
 }
+
+/// A one-route HTTP server on loopback that answers `status` with `body`, starting after
+/// `delay`.
+fn serve_once_ready(status: u16, body: &'static str, delay: std::time::Duration) -> u16 {
+    use std::io::{Read, Write};
+    let port = support::synapse::free_port();
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 2048];
+            let _ = stream.read(&mut buffer);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn http_request_waits_and_reads_json() {
+    let project = Project::local();
+    let port = serve_once_ready(
+        200,
+        r#"{"versions": ["v1.11"]}"#,
+        std::time::Duration::from_millis(1500),
+    );
+    let script = format!(
+        r#"let r = http::request(#{{ url: "http://127.0.0.1:{port}/_matrix/client/versions", wait: 20 }});
+           print(`${{r.status}} ${{r.json.versions[0]}} ${{r.changed}}`);"#
+    );
+    let run = project.run(&script, &["--check"]);
+    run.assert_status(0);
+    assert_eq!(messages(&run), ["200 v1.11 false"]);
+}
+
+#[test]
+fn http_unexpected_status_fails_step() {
+    let project = Project::local();
+    let port = serve_once_ready(503, "down for maintenance", std::time::Duration::ZERO);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let script = format!(r#"http::request(#{{ url: "http://127.0.0.1:{port}/health" }});"#);
+    let run = project.run(&script, &[]);
+    run.assert_status(1);
+    let output = run.stdout();
+    assert!(output.contains("returned 503 (expected [200])"), "{output}");
+    assert!(output.contains("down for maintenance"), "{output}");
+
+    let script = format!(
+        r#"let r = http::request(#{{ url: "http://127.0.0.1:{port}/health", expect: [200, 503] }});
+           print(`${{r.status}}`);"#
+    );
+    let run = project.run(&script, &[]);
+    run.assert_status(0);
+    assert_eq!(messages(&run), ["503"]);
+}
+
+#[test]
+fn http_write_methods_skip_in_check_mode() {
+    let project = Project::local();
+    let run = project.run(
+        r#"let r = http::request(#{ url: "http://127.0.0.1:9/x", method: "POST", body: "{}" }); print(`${r.changed}`);"#,
+        &["--check"],
+    );
+    run.assert_status(0);
+    assert_eq!(messages(&run), ["true"]);
+    assert!(run.stdout().contains("would send POST"), "{}", run.stdout());
+}

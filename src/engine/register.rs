@@ -16,7 +16,9 @@ use serde_json::Value;
 use super::VarsHandle;
 use super::error::{FailureKind, ScriptFailure};
 use super::option_names::option_names;
-use crate::primitives::{self, Outcome, PrimitiveError, command, file, template, user, yaml_edit};
+use crate::primitives::{
+    self, Outcome, PrimitiveError, command, file, http, template, user, yaml_edit,
+};
 use crate::run::host::{HostContext, ValidationIssue};
 use crate::vars::VarError;
 
@@ -29,6 +31,7 @@ pub fn all(engine: &mut Engine, ctx: Arc<HostContext>) {
     engine.register_static_module("file", file_module(&ctx).into());
     engine.register_static_module("template", template_module(&ctx).into());
     engine.register_static_module("command", command_module(&ctx).into());
+    engine.register_static_module("http", http_module(&ctx).into());
     engine.register_static_module("user", user_module(&ctx).into());
     engine.register_static_module("validation", validation_module(&ctx).into());
     engine.register_static_module("yaml", yaml_module().into());
@@ -114,6 +117,7 @@ step_label!(file::AttributesOptions, |o| o.path.display().to_string());
 step_label!(file::AbsentOptions, |o| o.path.display().to_string());
 step_label!(template::TemplateOptions, |o| o.path.display().to_string());
 step_label!(yaml_edit::YamlEditOptions, |o| o.path.display().to_string());
+step_label!(http::HttpOptions, |o| format!("{} {}", o.method, o.url));
 step_label!(command::CommandOptions, |o| o.argv.join(" "));
 
 /// Registers `module::function(options)` as a reported step. `description` and the names of
@@ -303,6 +307,18 @@ fn command_module(ctx: &Arc<HostContext>) -> Module {
         "command::run",
         "Runs `argv` on the host without a shell and returns rc, stdout and stderr; a non-zero exit fails the step unless `ignore_errors`.",
         command::run,
+    );
+    module
+}
+
+fn http_module(ctx: &Arc<HostContext>) -> Module {
+    let mut module = Module::new();
+    register_step(
+        &mut module,
+        ctx,
+        "http::request",
+        "Sends an HTTP request from the host (through its connection) and returns status, body and json; `wait` retries until an `expect`ed status.",
+        http::request,
     );
     module
 }

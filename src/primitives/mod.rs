@@ -5,6 +5,7 @@
 pub mod command;
 pub mod container;
 pub mod file;
+pub mod http;
 pub mod postgres;
 pub mod systemd;
 pub mod template;
@@ -119,7 +120,7 @@ pub fn run_step(
     action: impl FnOnce() -> Result<Outcome>,
 ) -> Result<Outcome> {
     ctx.reporter.host_activity(&ctx.name, name);
-    if crate::transport::is_interrupted() {
+    if ctx.interrupt().is_raised() {
         return Err(PrimitiveError::Failed(format!(
             "interrupted (Ctrl-C) before step {name}"
         )));

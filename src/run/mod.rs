@@ -24,7 +24,7 @@ use crate::transport::ssh::{HostKeyPolicy, SshConnector};
 use crate::transport::{Transport, TransportError};
 use crate::vars::HostVars;
 use crate::vars::source::{Layer, Origin, RawVar, VarSource};
-use host::{HostContext, SearchPaths, ValidationIssue};
+use host::{HostContext, Interrupt, SearchPaths, ValidationIssue};
 
 /// The exit statuses scripts and CI rely on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,6 +42,8 @@ struct Plan {
     hosts: Vec<(String, Arc<HostVars>)>,
     paths: SearchPaths,
     default_names: Arc<BTreeSet<String>>,
+    /// Raised by Ctrl-C: every host stops its running command and starts no new step.
+    interrupt: Interrupt,
 }
 
 pub fn run(cli: Cli) -> ExitStatus {
@@ -122,6 +124,7 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
         hosts: selected.hosts,
         paths: search,
         default_names: selected.default_names,
+        interrupt: Interrupt::new(),
     }))
 }
 
@@ -303,7 +306,10 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
     for (name, _) in &plan.hosts {
         reporter.host_started(name);
     }
-    tokio::spawn(interrupt_on_ctrl_c(reporter.clone()));
+    tokio::spawn(interrupt_on_ctrl_c(
+        reporter.clone(),
+        plan.interrupt.clone(),
+    ));
     let connections = futures::future::join_all(
         plan.hosts
             .iter()
@@ -388,7 +394,7 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
 
 /// The first Ctrl-C stops the commands running on the hosts and lets each host's task fail
 /// at its next step; a second one exits at once.
-async fn interrupt_on_ctrl_c(reporter: Reporter) {
+async fn interrupt_on_ctrl_c(reporter: Reporter, interrupt: Interrupt) {
     if tokio::signal::ctrl_c().await.is_err() {
         return;
     }
@@ -396,7 +402,7 @@ async fn interrupt_on_ctrl_c(reporter: Reporter) {
         None,
         "interrupted: stopping the commands running on the hosts",
     );
-    crate::transport::interrupt();
+    interrupt.raise();
     if tokio::signal::ctrl_c().await.is_ok() {
         std::process::exit(130);
     }
@@ -410,16 +416,19 @@ fn host_context(
     plan: &Plan,
     check: bool,
 ) -> Arc<HostContext> {
-    Arc::new(HostContext::new(
-        name.to_string(),
-        transport.clone(),
-        vars.clone(),
-        reporter.clone(),
-        tokio::runtime::Handle::current(),
-        plan.paths.clone(),
-        check,
-        plan.default_names.clone(),
-    ))
+    Arc::new(
+        HostContext::new(
+            name.to_string(),
+            transport.clone(),
+            vars.clone(),
+            reporter.clone(),
+            tokio::runtime::Handle::current(),
+            plan.paths.clone(),
+            check,
+            plan.default_names.clone(),
+        )
+        .with_interrupt(plan.interrupt.clone()),
+    )
 }
 
 fn validate_host(plan: &Plan, ctx: &Arc<HostContext>, args: &[String]) -> Vec<ValidationIssue> {

@@ -228,29 +228,6 @@ pub trait Transport: Send + Sync {
     fn round_trips(&self) -> u64;
 }
 
-/// Whether the operator interrupted the run (Ctrl-C), which stops running commands.
-fn interrupt_signal() -> &'static tokio::sync::watch::Sender<bool> {
-    static SIGNAL: std::sync::OnceLock<tokio::sync::watch::Sender<bool>> =
-        std::sync::OnceLock::new();
-    SIGNAL.get_or_init(|| tokio::sync::watch::channel(false).0)
-}
-
-/// Marks the run as interrupted: transports stop the commands they are running and start no
-/// new operation.
-pub fn interrupt() {
-    interrupt_signal().send_replace(true);
-}
-
-pub fn is_interrupted() -> bool {
-    *interrupt_signal().borrow()
-}
-
-/// Completes once [`interrupt`] has been called.
-pub async fn interrupted() {
-    let mut receiver = interrupt_signal().subscribe();
-    let _ = receiver.wait_for(|interrupted| *interrupted).await;
-}
-
 /// A counter of round trips, shared by transport implementations.
 #[derive(Debug, Default)]
 pub struct RoundTrips(AtomicU64);

@@ -89,7 +89,9 @@ impl Synapse {
         for config in configs {
             command.arg("-c").arg(config);
         }
+        // Synapse's generated log config writes homeserver.log into the working directory.
         let child = command
+            .current_dir(configs[0].parent().unwrap())
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
             .stderr(Stdio::from(log_file))
             .spawn()

@@ -327,9 +327,6 @@ impl SshTransport {
     }
 
     fn sftp(&self) -> Result<&Sftp> {
-        if super::is_interrupted() {
-            return Err(interrupted_error());
-        }
         self.sftp
             .get()
             .ok_or_else(|| TransportError::Other("the SFTP session is not started".into()))
@@ -490,9 +487,6 @@ impl SshTransport {
         }
         let command = command_line(request, &wrapper, stdin.len());
 
-        if super::is_interrupted() {
-            return Err(interrupted_error());
-        }
         let permit: OwnedSemaphorePermit = self
             .channels
             .clone()
@@ -506,13 +500,12 @@ impl SshTransport {
             .await
             .map_err(|error| self.russh_error("a command", error))?;
         let mut running = RunningChannel::new(channel, permit, self.runtime.clone());
-        let outcome = tokio::select! {
-            outcome = running.run(&command, &stdin) => {
-                outcome.map_err(|error| self.russh_error("a command", error))?
-            }
-            // Dropping the channel stops the command on the host.
-            () = super::interrupted() => return Err(interrupted_error()),
-        };
+        // When the caller drops this future (an interrupt), `running` drops with it, which
+        // stops the command on the host.
+        let outcome = running
+            .run(&command, &stdin)
+            .await
+            .map_err(|error| self.russh_error("a command", error))?;
         drop(running);
 
         match outcome {
@@ -747,10 +740,6 @@ impl Transport for SshTransport {
     fn round_trips(&self) -> u64 {
         self.round_trips.get()
     }
-}
-
-fn interrupted_error() -> TransportError {
-    TransportError::Other("interrupted (Ctrl-C)".into())
 }
 
 /// A channel stream that holds its connection's channel permit until dropped, which also
