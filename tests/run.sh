@@ -5,14 +5,33 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
+# The service tests boot a Debian node with systemd-nspawn from a root file system built with
+# debootstrap (podman and PostgreSQL come inside it), bind-mount the host's docker client into
+# it (docker.io is Debian 12's only package with that client) and start throwaway PostgreSQL
+# clusters on the host.
 for tool in openssl:openssl runuser:util-linux setsid:util-linux getent:libc-bin useradd:passwd \
-    pgrep:procps nginx:nginx-light /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client ip:iproute2; do
+    pgrep:procps nginx:nginx-light /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client \
+    ip:iproute2 systemd-nspawn:systemd-container debootstrap:debootstrap nsenter:util-linux \
+    chroot:coreutils psql:postgresql-client docker:docker.io; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
+    # Keep package scripts from starting the servers they install (dockerd, PostgreSQL).
+    policy_added=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        policy_added=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
+    if [ -n "$policy_added" ]; then
+        rm -f /usr/sbin/policy-rc.d
+        trap - EXIT
+    fi
 fi
 
 # A real Synapse from PyPI, in a virtualenv cached outside the repository.

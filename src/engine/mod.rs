@@ -1,10 +1,12 @@
 //! The Rhai engine of one host: registers the primitives as modules (`file::`, `template::`,
-//! `command::`, `user::`, `validation::`, `yaml::`, `json::`), the `vars` object and helper
-//! functions, and resolves `import` from the stdlib directories. It owns no flow: task files do.
+//! `command::`, `user::`, `systemd::`, `container::`, `postgres::`, `validation::`, `yaml::`,
+//! `json::`), the `vars` object and helper functions, and resolves `import` from the stdlib
+//! directories. It owns no flow: task files do.
 
 pub mod error;
 mod option_names;
 mod register;
+mod register_services;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -22,7 +22,7 @@ use crate::primitives::{
 use crate::run::host::{HostContext, ValidationIssue};
 use crate::vars::VarError;
 
-type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+pub(super) type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 pub fn all(engine: &mut Engine, ctx: Arc<HostContext>) {
     register_vars(engine, &ctx);
@@ -36,6 +36,7 @@ pub fn all(engine: &mut Engine, ctx: Arc<HostContext>) {
     engine.register_static_module("validation", validation_module(&ctx).into());
     engine.register_static_module("yaml", yaml_module().into());
     engine.register_static_module("json", json_module().into());
+    super::register_services::all(engine, &ctx);
 }
 
 fn failure(kind: FailureKind, message: impl Into<String>) -> Box<EvalAltResult> {
@@ -46,7 +47,7 @@ fn failure(kind: FailureKind, message: impl Into<String>) -> Box<EvalAltResult> 
     .into_error()
 }
 
-fn primitive_failure(error: PrimitiveError) -> Box<EvalAltResult> {
+pub(super) fn primitive_failure(error: PrimitiveError) -> Box<EvalAltResult> {
     let kind = match &error {
         PrimitiveError::InvalidOption(_) => FailureKind::BadInput,
         error if error.is_unreachable() => FailureKind::Unreachable,
@@ -69,7 +70,7 @@ pub fn to_value(value: &Dynamic) -> RhaiResult<Value> {
 
 /// A function's registration with its parameters (`"name: Type"`, the return type last) and the
 /// description that `:help` shows.
-fn documented(name: &str, params: &[&str], description: &str) -> FuncRegistration {
+pub(super) fn documented(name: &str, params: &[&str], description: &str) -> FuncRegistration {
     FuncRegistration::new(name)
         .with_params_info(params)
         .with_comments([doc_comment(description)])
@@ -83,13 +84,13 @@ fn doc_comment(text: &str) -> String {
         .join("\n")
 }
 
-fn parse_options<O: DeserializeOwned>(function: &str, options: Map) -> RhaiResult<O> {
+pub(super) fn parse_options<O: DeserializeOwned>(function: &str, options: Map) -> RhaiResult<O> {
     rhai::serde::from_dynamic(&Dynamic::from_map(options))
         .map_err(|error| failure(FailureKind::BadInput, format!("{function}: {error}")))
 }
 
 /// Options that name their step: an explicit `name`, or the primitive and its target.
-trait StepLabel {
+pub(super) trait StepLabel {
     fn explicit_name(&self) -> Option<&String>;
     fn target(&self) -> String;
 }
@@ -107,6 +108,7 @@ macro_rules! step_label {
         }
     };
 }
+pub(super) use step_label;
 
 step_label!(file::DirectoryOptions, |o| o.path.display().to_string());
 step_label!(file::ContentOptions, |o| o.path.display().to_string());
@@ -120,7 +122,7 @@ step_label!(command::CommandOptions, |o| o.argv.join(" "));
 
 /// Registers `module::function(options)` as a reported step. `description` and the names of
 /// `O`'s fields become the function's help text.
-fn register_step<O>(
+pub(super) fn register_step<O>(
     module: &mut Module,
     ctx: &Arc<HostContext>,
     qualified: &'static str,
@@ -154,7 +156,10 @@ fn register_step<O>(
 /// Gives an error the position of the call that raised it. Rhai 1.27 leaves the position of
 /// an error from a native function called through a module (`file::read(...)`) unset, so the
 /// error frame would not point at the call.
-fn at_call(context: &NativeCallContext, mut error: Box<EvalAltResult>) -> Box<EvalAltResult> {
+pub(super) fn at_call(
+    context: &NativeCallContext,
+    mut error: Box<EvalAltResult>,
+) -> Box<EvalAltResult> {
     if error.position().is_none() {
         error.set_position(context.call_position());
     }

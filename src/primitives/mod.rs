@@ -3,8 +3,11 @@
 //! change. Each call is one step in the report and returns an [`Outcome`].
 
 pub mod command;
+pub mod container;
 pub mod file;
 pub mod http;
+pub mod postgres;
+pub mod systemd;
 pub mod template;
 pub mod user;
 pub mod yaml_edit;
@@ -175,6 +178,29 @@ impl ModeSpec {
                 "mode {self:?} is not an octal file mode such as \"0750\""
             ))),
         }
+    }
+}
+
+/// A number of seconds as task files write it: an integer (`30`) or a decimal (`0.5`). Rhai
+/// keeps the two apart, so an option typed as `f64` alone would reject `30`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Seconds {
+    Whole(i64),
+    Decimal(f64),
+}
+
+impl Seconds {
+    pub fn to_duration(self, option: &str) -> Result<std::time::Duration> {
+        let value = match self {
+            Seconds::Whole(value) => value as f64,
+            Seconds::Decimal(value) => value,
+        };
+        std::time::Duration::try_from_secs_f64(value).map_err(|_| {
+            PrimitiveError::InvalidOption(format!(
+                "{option} must be a number of seconds of 0 or more (got {value})"
+            ))
+        })
     }
 }
 

@@ -281,6 +281,12 @@ impl Reporter {
         }
     }
 
+    /// Adds a secret that a primitive received at run time (a password option), so every
+    /// later line masks it.
+    pub fn add_secret(&self, secret: &str) {
+        self.inner.redactor.add(secret);
+    }
+
     pub fn set_round_trips(&self, host: &str, round_trips: u64) {
         self.inner
             .stats

@@ -122,6 +122,10 @@ pub struct HostContext {
     ids: Mutex<HashMap<(&'static str, String), u32>>,
     issues: Mutex<Vec<ValidationIssue>>,
     interrupt: Interrupt,
+    /// Whether a unit file changed since systemd last reloaded its units on this host.
+    units_changed: AtomicBool,
+    /// Open PostgreSQL sessions, by target, role and database, reused by later steps.
+    postgres_clients: Mutex<HashMap<String, Arc<tokio_postgres::Client>>>,
 }
 
 impl HostContext {
@@ -149,6 +153,8 @@ impl HostContext {
             ids: Mutex::new(HashMap::new()),
             issues: Mutex::new(Vec::new()),
             interrupt: Interrupt::new(),
+            units_changed: AtomicBool::new(false),
+            postgres_clients: Mutex::new(HashMap::new()),
         }
     }
 
@@ -228,6 +234,36 @@ impl HostContext {
             .lock()
             .unwrap()
             .remove(&(database, name.to_string()));
+    }
+
+    /// Records that a unit file changed, so the next systemd step reloads units first.
+    pub fn mark_units_changed(&self) {
+        self.units_changed.store(true, Ordering::Relaxed);
+    }
+
+    /// Returns whether a unit file changed since the last reload, and clears the flag.
+    pub fn take_units_changed(&self) -> bool {
+        self.units_changed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Returns the open PostgreSQL session for `key`, unless its connection has closed.
+    pub fn postgres_client(&self, key: &str) -> Option<Arc<tokio_postgres::Client>> {
+        let mut clients = self.postgres_clients.lock().unwrap();
+        match clients.get(key) {
+            Some(client) if !client.is_closed() => Some(client.clone()),
+            Some(_) => {
+                clients.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn keep_postgres_client(&self, key: &str, client: Arc<tokio_postgres::Client>) {
+        self.postgres_clients
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), client);
     }
 
     pub fn add_issue(&self, issue: ValidationIssue) {

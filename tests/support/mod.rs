@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+pub mod postgres;
+pub mod project;
 pub mod sshd;
 pub mod synapse;
 
