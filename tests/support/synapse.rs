@@ -180,8 +180,11 @@ impl MasStandIn {
         let copy = dir.join("mas-stand-in.yaml");
         std::fs::write(&copy, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
 
-        let binary =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/examples/mas-stand-in");
+        // Cargo builds examples beside the binary under test, in whatever target directory.
+        let binary = Path::new(env!("CARGO_BIN_EXE_masrun"))
+            .parent()
+            .unwrap()
+            .join("examples/mas-stand-in");
         let binary = std::env::var_os("MASRUN_TEST_MAS_STAND_IN")
             .map(PathBuf::from)
             .unwrap_or(binary);
