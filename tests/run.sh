@@ -57,4 +57,4 @@ if [ ! -f ../shared/reference/mas-config.schema.json ]; then
     exit 1
 fi
 
-cargo test --locked --all-targets
+cargo test --locked
