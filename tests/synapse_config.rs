@@ -223,8 +223,8 @@ fn disabling_mas_hands_login_back() {
     Synapse::start(&[&hs.config], hs.port);
 }
 
-/// Synapse asks MAS about every access token once it delegates: an unknown token is 401 when
-/// MAS answers, and 503 when MAS is unreachable.
+/// Synapse checks every access token with MAS once it delegates: an unknown token gets 401
+/// when MAS responds, and 503 when MAS is unreachable.
 #[test]
 fn synapse_checks_tokens_with_mas() {
     use support::synapse::{MasStandIn, http_get_with_token};

@@ -1,4 +1,4 @@
-//! The `http` primitive: an HTTP/1.1 request to a service as the host sees it (Synapse's
+//! The `http` primitive: an HTTP/1.1 request to a service as the host reaches it (Synapse's
 //! client listener, MAS's discovery document on the container's address), sent through the
 //! host connection's byte stream, so it works the same locally and over SSH. Reads run in
 //! check mode too; other methods only report what they would send.
@@ -34,7 +34,7 @@ pub struct HttpOptions {
     #[serde(default = "default_timeout")]
     pub timeout: u64,
     /// Seconds to keep retrying, once a second, until the status is an expected one (0: one
-    /// attempt). For waiting until a service that was just started answers.
+    /// attempt). For waiting until a service that was just started responds.
     #[serde(default)]
     pub wait: u64,
     /// Return an unexpected status to the task file instead of failing the step.

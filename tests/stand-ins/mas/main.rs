@@ -14,7 +14,7 @@
 //!     a wrong secret gets 401, as MAS rejects an unknown client.
 //!   - `GET _matrix/client/{version}/login`: the compatibility layer's login flows, with the
 //!     `m.login.sso` flow marked `org.matrix.msc3824.delegated_oidc_compatibility`.
-//! - on the `internal` listener: `GET health` answers 200.
+//! - on the `internal` listener: `GET health` responds 200.
 //!
 //! Anything else answers 404. Binds are read from the config (`address: "[::]:8080"` or
 //! `host` + `port`). `mas-cli --version` and `mas-cli help` print usage; other subcommands
