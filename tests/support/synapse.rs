@@ -102,7 +102,8 @@ impl Synapse {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous, because a loaded 2-core machine can take a minute to start Python.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("Synapse exited with {status}:\n{}", self.log_text());
@@ -112,7 +113,7 @@ impl Synapse {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("Synapse not ready after 60 s:\n{}", self.log_text());
+        panic!("Synapse not ready after 180 s:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {
