@@ -209,6 +209,7 @@ try {
 #[test]
 fn failing_unit_reports_journal() {
     let node = node();
+    let _storage = node.lock_containers();
     let project = node.project("failing", &json!({}));
     let task = project.task("failing", FAILING_TASK);
 
@@ -399,6 +400,7 @@ try {
 #[test]
 fn images_local_and_pull_failure() {
     let node = node();
+    let _storage = node.lock_containers();
     for runtime in RUNTIMES {
         let project = node.project(
             &format!("image-{runtime}"),
@@ -476,6 +478,7 @@ rm -rf \"$root\""
 #[test]
 fn image_pulled_from_registry() {
     let node = node();
+    let _storage = node.lock_containers();
     for runtime in RUNTIMES {
         // localhost:5000 is a registry, unlike localhost/, so masrun pulls from it.
         let image = format!("localhost:5000/masrun/pulled-{runtime}:1");
@@ -545,6 +548,7 @@ print("kept=" + json::encode(kept.changed));
 #[test]
 fn network_created_once() {
     let node = node();
+    let _storage = node.lock_containers();
     for runtime in RUNTIMES {
         let network = format!("masrun-test-net-{runtime}");
         let project = node.project(
@@ -632,6 +636,7 @@ try {
 #[test]
 fn exec_run_state_and_logs() {
     let node = node();
+    let _storage = node.lock_containers();
     for runtime in RUNTIMES {
         let container = format!("masrun-test-app-{runtime}");
         let project = node.project(

@@ -435,6 +435,7 @@ pub struct Node {
     scratch: PathBuf,
     record: PathBuf,
     postgres_password: String,
+    container_storage: Mutex<()>,
 }
 
 /// The node of this test binary, booted by the first test that uses it.
@@ -649,6 +650,7 @@ impl Node {
             scratch,
             record: records_dir().join(&name),
             postgres_password: format!("node-pg-{}", super::postgres::uuid_like()),
+            container_storage: Mutex::new(()),
         };
         std::fs::write(
             &node.record,
@@ -808,6 +810,15 @@ rm -rf \"$root\"
     /// Returns the password of the node's PostgreSQL superuser.
     pub fn postgres_password(&self) -> &str {
         &self.postgres_password
+    }
+
+    /// Gives one test at a time the node's container storage. podman 4.3 (Debian 12) races
+    /// when one process removes an image or container while another lists: the lister fails
+    /// with "layer not known". Tests that create or remove images or containers hold this.
+    pub fn lock_containers(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.container_storage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Builds a command that runs `argv` inside the node, in all of its namespaces, with a
