@@ -666,3 +666,69 @@ fn podman_runtime_changes_unit() {
         "no docker in a podman unit:\n{unit}"
     );
 }
+
+/// MDAD's MAS guide and MAS's syn2mas checks: password providers stop working once MAS handles
+/// logins, so their users are locked out.
+#[test]
+fn password_providers_block_delegation() {
+    let providers = "matrix_synapse_ext_password_provider_ldap_enabled=true \
+                     matrix_synapse_ext_password_provider_shared_secret_auth_enabled=true";
+    let root = TestRoot::new();
+    let run = root.setup(&["-e", providers]);
+    assert_rejected(
+        &root,
+        &run,
+        &[
+            "matrix_synapse_ext_password_provider_ldap_enabled",
+            "matrix_synapse_ext_password_provider_shared_secret_auth_enabled",
+            "upstream provider",
+        ],
+    );
+
+    // During a migration Synapse keeps its own login, providers included.
+    let migrating = TestRoot::new();
+    let run = migrating.setup(&[
+        "-e",
+        providers,
+        "-e",
+        "matrix_authentication_service_migration_in_progress=true",
+    ]);
+    run.assert_status(0);
+}
+
+/// element-hq/matrix-authentication-service#2780: Synapse and MAS held different shared secrets,
+/// so every token introspection got a 401.
+#[test]
+fn shared_secret_mismatch_is_rejected() {
+    let root = TestRoot::new();
+    let run = root.setup(&[
+        "-e",
+        "matrix_authentication_service_config_matrix_secret=Zm9vYmFy+/==",
+        "-e",
+        "matrix_synapse_matrix_authentication_service_secret=c29tZXRoaW5nIGVsc2U=",
+    ]);
+    assert_rejected(
+        &root,
+        &run,
+        &[
+            "matrix_synapse_matrix_authentication_service_secret",
+            "matrix_authentication_service_config_matrix_secret",
+            "401",
+        ],
+    );
+    let output = run.all_output();
+    assert!(!output.contains("Zm9vYmFy"), "a secret leaked: {output}");
+    assert!(
+        !output.contains("c29tZXRoaW5nIGVsc2U="),
+        "a secret leaked: {output}"
+    );
+
+    // One variable feeds both sides, whatever characters the secret has.
+    let shared = TestRoot::new();
+    let run = shared.setup(&[
+        "-e",
+        "matrix_authentication_service_config_matrix_secret=Zm9vYmFy+/==",
+    ]);
+    run.assert_status(0);
+    assert_eq!(config(&shared)["matrix"]["secret"], "Zm9vYmFy+/==");
+}
