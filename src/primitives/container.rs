@@ -328,15 +328,33 @@ fn default_driver() -> String {
     "bridge".into()
 }
 
+/// How many times a read-only engine query is repeated after it lost a race with a container
+/// or image being removed.
+const STORE_RACE_RETRIES: usize = 4;
+
+/// Whether podman failed because a container or layer vanished while it read its store.
+fn is_store_race(output: &ExecOutput) -> bool {
+    let stderr = output.stderr_text();
+    stderr.contains("container not known") || stderr.contains("layer not known")
+}
+
 /// Ensures a container network exists, creating it with `driver` (and IPv6) when missing.
 /// An existing network is left as it is.
 pub fn network(ctx: &HostContext, options: &NetworkOptions) -> Result<Outcome> {
     let network = options.network.as_str();
     check_reference(network, "network")?;
-    // Listing names instead of inspecting the network: podman's Docker-compatible API (4.3)
-    // fails an inspect while a container on any network is being removed.
     let list = EngineCommand::new(ctx, &["network", "ls", "--format", "{{.Name}}"])?;
-    let output = list.run(ctx)?;
+    let mut output = list.run(ctx)?;
+    // podman 4.3's Docker-compatible API lists each network's containers, and fails the whole
+    // listing when one of them is removed meanwhile (a `--rm` container stopping, say). The
+    // listing reads only, so it is repeated a few times before the error counts.
+    for _ in 0..STORE_RACE_RETRIES {
+        if output.success() || !is_store_race(&output) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        output = list.run(ctx)?;
+    }
     if !output.success() {
         return Err(list.failure(ctx, 3, &output));
     }
@@ -700,6 +718,23 @@ mod tests {
             read_only: false,
         };
         assert!(relative.to_arg().is_err());
+    }
+
+    #[test]
+    fn store_races_are_told_from_other_errors() {
+        let output = |message: &str| ExecOutput {
+            status: Some(1),
+            stdout: Vec::new(),
+            stderr: message.as_bytes().to_vec(),
+        };
+        for race in [
+            "Error response from daemon: getting container from store \"1b9a\": container not known",
+            "Error response from daemon: reading information about layer \"6d1e\": layer not known",
+        ] {
+            assert!(is_store_race(&output(race)), "{race}");
+        }
+        let refused = "Cannot connect to the Docker daemon at unix:///run/docker.sock";
+        assert!(!is_store_race(&output(refused)));
     }
 
     #[test]
