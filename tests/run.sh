@@ -47,6 +47,10 @@ if [ ! -x "$synapse_venv/bin/synapse_homeserver" ]; then
     python3 -m venv "$synapse_venv"
     "$synapse_venv/bin/pip" install -q 'matrix-synapse>=1.136'
 fi
+# The node tests run Synapse on PostgreSQL; the binary wheel needs no compiler or libpq-dev.
+if ! "$synapse_venv/bin/python" -c 'import psycopg2' >/dev/null 2>&1; then
+    "$synapse_venv/bin/pip" install -q psycopg2-binary
+fi
 export MASRUN_TEST_SYNAPSE_VENV=$synapse_venv
 
 # sshd refuses to start without its privilege separation directory.

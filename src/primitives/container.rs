@@ -332,7 +332,8 @@ fn default_driver() -> String {
 /// or image being removed.
 const STORE_RACE_RETRIES: usize = 4;
 
-/// Whether podman failed because a container or layer vanished while it read its store.
+/// Returns whether podman failed because a container or layer vanished while it read its
+/// store.
 fn is_store_race(output: &ExecOutput) -> bool {
     let stderr = output.stderr_text();
     stderr.contains("container not known") || stderr.contains("layer not known")

@@ -97,7 +97,9 @@ fn apply_edits(
     if text.trim().is_empty() && edited.starts_with("{}") {
         edited = edited.trim_start_matches("{}").trim_start().to_string();
     }
-    if !edited.is_empty() && !edited.ends_with('\n') {
+    // A file that only lacks its final newline is left as it is, so a no-op edit changes
+    // nothing and restarts nothing.
+    if edited != text && !edited.is_empty() && !edited.ends_with('\n') {
         edited.push('\n');
     }
     Ok(edited)
@@ -254,6 +256,13 @@ mod tests {
         let once = edit(HOMESERVER, set.clone(), &[]);
         let twice = edit(&once, set, &[]);
         assert_eq!(once, twice);
+    }
+
+    #[test]
+    fn no_op_edit_keeps_missing_final_newline() {
+        let text = "server_name: example.test\n# vim:ft=yaml";
+        let edited = edit(text, json!({}), &["matrix_authentication_service"]);
+        assert_eq!(edited, text);
     }
 
     #[test]

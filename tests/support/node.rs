@@ -539,6 +539,30 @@ fn release_resources(name: &str) {
     let _ = std::fs::remove_dir_all(Path::new(CACHE_DIR).join("scratch").join(name));
 }
 
+/// Read-only binds that let the node run the test Synapse: its virtualenv, and the Python
+/// installation the virtualenv links to, each at the same path as on the host. Empty when the
+/// virtualenv is missing.
+fn synapse_binds() -> Vec<String> {
+    let venv = super::synapse::venv();
+    let Ok(config) = std::fs::read_to_string(venv.join("pyvenv.cfg")) else {
+        return Vec::new();
+    };
+    let mut binds = vec![format!("--bind-ro={}", venv.display())];
+    let home = config
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .find(|(key, _)| key.trim() == "home")
+        .map(|(_, value)| PathBuf::from(value.trim()));
+    // NOTE: a virtualenv made from Debian's own python3 (home /usr/bin) is not bound, as that
+    // would hide the node's /usr; the node then needs python3 installed to run Synapse.
+    if let Some(prefix) = home.as_deref().and_then(Path::parent)
+        && !prefix.starts_with("/usr")
+    {
+        binds.push(format!("--bind-ro={}", prefix.display()));
+    }
+    binds
+}
+
 /// Returns the namespace that masrun runs in to reach the node named `node`.
 fn controller_namespace(node: &str) -> String {
     node.replace("masrun-node-", "masrun-ctl-")
@@ -591,6 +615,7 @@ impl Node {
                 docker.display()
             ))
             .arg(format!("--bind={}", scratch.display()))
+            .args(synapse_binds())
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
             .env("SYSTEMD_SECCOMP", "0")
