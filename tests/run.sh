@@ -12,7 +12,7 @@ missing=()
 for tool in openssl:openssl runuser:util-linux setsid:util-linux getent:libc-bin useradd:passwd \
     pgrep:procps nginx:nginx-light /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client \
     ip:iproute2 systemd-nspawn:systemd-container debootstrap:debootstrap nsenter:util-linux \
-    chroot:coreutils psql:postgresql-client docker:docker.io; do
+    chroot:coreutils psql:postgresql-client docker:docker.io sqlite3:sqlite3; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)

@@ -257,3 +257,54 @@ fn synapse_checks_tokens_with_mas() {
     .unwrap();
     assert_eq!(status, 503, "MAS unreachable: {body}");
 }
+
+/// element-hq/matrix-authentication-service#5216, with Synapse on SQLite: setup counts its users
+/// with the host's sqlite3 and refuses to delegate logins to a MAS that has none.
+#[test]
+fn sqlite_users_block_delegation() {
+    use support::postgres::{Cluster, SUPERUSER};
+
+    let hs = Homeserver::new();
+    {
+        let _synapse = Synapse::start(&[&hs.config], hs.port);
+        let register = support::synapse::venv().join("bin/register_new_matrix_user");
+        let output = std::process::Command::new(register)
+            .args(["--config"])
+            .arg(&hs.config)
+            .args([
+                "--user",
+                "alice",
+                "--password",
+                "alice-password",
+                "--no-admin",
+            ])
+            .arg(format!("http://127.0.0.1:{}", hs.port))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "register_new_matrix_user: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let before = hs.config_text();
+
+    // MAS's side: an empty server, so its database does not exist yet.
+    let cluster = Cluster::start();
+    let postgres = serde_json::json!({
+        "masrun_manage_services": true,
+        "postgres_connection_username": SUPERUSER,
+        "postgres_connection_password": cluster.password,
+        "postgres_connection_port": cluster.port,
+        "postgres_db_name": "postgres",
+        "masrun_postgres_connection_socket_dir": cluster.socket_dir().display().to_string(),
+    })
+    .to_string();
+    let run = hs.root.setup(&["-e", &postgres]);
+    run.assert_status(2);
+    let output = run.all_output();
+    assert!(output.contains("1 local user(s)"), "{output}");
+    assert!(output.contains("masrun_mas_fresh_start"), "{output}");
+    assert_eq!(hs.config_text(), before, "homeserver.yaml changed");
+    assert!(!hs.root.mas().exists(), "MAS files were written");
+}
