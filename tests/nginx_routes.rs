@@ -106,7 +106,9 @@ fn nginx_snippet_routes_compat_layer_to_mas() {
         &format!(
             "masrun_reverse_proxy=nginx \
              masrun_nginx_matrix_authentication_service_upstream=http://127.0.0.1:{mas} \
-             masrun_nginx_synapse_upstream=http://127.0.0.1:{synapse}"
+             masrun_nginx_synapse_upstream=http://127.0.0.1:{synapse} \
+             masrun_nginx_snippet_path={snippet}",
+            snippet = root.path().join("snippets/mas.conf").display()
         ),
     ])
     .assert_status(0);
@@ -119,7 +121,7 @@ fn nginx_snippet_routes_compat_layer_to_mas() {
     let port = free_port();
     let _nginx = start_nginx(
         &root.path().join("nginx"),
-        &root.mas().join("config/nginx.conf"),
+        &root.path().join("snippets/mas.conf"),
         port,
     );
     let cases = [

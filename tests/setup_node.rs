@@ -23,6 +23,9 @@ const SYNAPSE_UNIT: &str = "matrix-synapse.service";
 /// runs on the node and not in a container, can reach MAS at a fixed address.
 const MAS_ADDRESS: &str = "10.89.77.10";
 const SERVER_NAME: &str = "node.test";
+/// nginx's server block in the node includes the snippet that setup writes.
+const NGINX_SNIPPET: &str = "/etc/nginx/snippets/matrix-authentication-service.conf";
+const NGINX_URL: &str = "http://127.0.0.1:8000";
 
 /// The deployment that the tests share: one Synapse with one local user, `alice`.
 struct Deployment {
@@ -44,6 +47,7 @@ fn deployment() -> (&'static Deployment, MutexGuard<'static, ()>) {
             let node = node::shared();
             import_mas_stand_in(node);
             let synapse_config = start_synapse(node);
+            start_nginx(node);
             node.sh("podman network exists matrix \
                  || podman network create --subnet 10.89.77.0/24 matrix >/dev/null");
             Deployment {
@@ -168,6 +172,42 @@ fn start_synapse(node: &Node) -> PathBuf {
     config
 }
 
+/// Starts nginx with a server block on 127.0.0.1:8000 that includes the snippet, as an
+/// operator does once. The snippet starts out empty, so nginx returns 404 until setup runs.
+fn start_nginx(node: &Node) {
+    node.sh(&format!(
+        "mkdir -p /etc/nginx/snippets && touch {NGINX_SNIPPET} && rm -f /etc/nginx/sites-enabled/* \
+         && printf 'server {{\\n  listen 127.0.0.1:8000;\\n  include {NGINX_SNIPPET};\\n}}\\n' \
+            > /etc/nginx/sites-enabled/matrix \
+         && nginx -t -q && systemctl restart nginx.service"
+    ));
+}
+
+/// Fetches `path` through nginx in the node and returns the HTTP status and body.
+fn through_nginx(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
+    let header = token
+        .map(|token| format!("--header 'Authorization: Bearer {token}'"))
+        .unwrap_or_default();
+    let output = node.sh(&format!(
+        "curl --silent {header} --write-out '\\n%{{http_code}}' {NGINX_URL}{path}"
+    ));
+    let (body, status) = output.trim_end().rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_string())
+}
+
+/// Fetches `path` through nginx until the body contains `needle`, for up to 10 s: a reload
+/// returns before nginx's old workers have finished, so the new routes apply a moment later.
+fn route_serves(node: &Node, path: &str, needle: &str) -> (u16, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = through_nginx(node, path, None);
+        if body.contains(needle) || std::time::Instant::now() > deadline {
+            return (status, body);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn wait_for_synapse(node: &Node) {
     let probe = node.exec(
         &[
@@ -217,6 +257,9 @@ fn vars(deployment: &Deployment, extra: Value) -> Value {
         "masrun_synapse_homeserver_config_path": deployment.synapse_config,
         "masrun_synapse_start_timeout_seconds": 180,
         "matrix_synapse_matrix_authentication_service_endpoint": format!("http://{MAS_ADDRESS}:8080/auth/"),
+        "masrun_reverse_proxy": "nginx",
+        "masrun_nginx_matrix_authentication_service_upstream": format!("http://{MAS_ADDRESS}:8080"),
+        "masrun_nginx_synapse_upstream": "http://127.0.0.1:8008",
     });
     for (key, value) in extra.as_object().unwrap() {
         vars[key] = value.clone();
@@ -281,7 +324,8 @@ fn delegation_refused_until_users_migrated() {
     );
     assert!(
         !installed.status.success(),
-        "MAS files were written:\n{output}"
+        "MAS files were written:\n{}\n{output}",
+        node.sh("find /matrix-unmigrated -maxdepth 3 -printf '%M %u %p\\n'")
     );
 
     // A deliberate fresh start passes validation; check mode keeps the node as it is.
@@ -338,6 +382,7 @@ fn migration_to_delegation_and_back() {
         databases.trim(),
         "matrix_authentication_service matrix_authentication_service C"
     );
+    assert_role_usable(node);
     let config = homeserver_yaml(deployment);
     assert!(
         config.get("matrix_authentication_service").is_none(),
@@ -349,6 +394,12 @@ fn migration_to_delegation_and_back() {
         "Synapse was restarted: {:?}",
         first.changed_steps()
     );
+    // No compatibility layer during the migration: Synapse serves its own login.
+    let (status, flows) = route_serves(node, "/_matrix/client/v3/login", "m.login.password");
+    assert_eq!(status, 200, "{flows}");
+    assert!(flows.contains("m.login.password"), "{flows}");
+    let (status, _) = through_nginx(node, "/auth/.well-known/openid-configuration", None);
+    assert_eq!(status, 200, "MAS's own paths go to MAS");
 
     // A second run changes nothing and restarts nothing.
     let mas_pid = main_pid(node, MAS_UNIT);
@@ -418,11 +469,24 @@ fn migration_to_delegation_and_back() {
     );
     // Synapse sends every token to MAS's introspection endpoint with the shared secret, and
     // the stand-in reports it inactive.
-    let whoami = node.sh(
-        "curl --silent --header 'Authorization: Bearer not-a-token' \
-         http://127.0.0.1:8008/_matrix/client/v3/account/whoami",
+    let (status, whoami) = through_nginx(
+        node,
+        "/_matrix/client/v3/account/whoami",
+        Some("not-a-token"),
     );
+    assert_eq!(status, 401, "{whoami}");
     assert!(whoami.contains("M_UNKNOWN_TOKEN"), "{whoami}");
+    // The compatibility layer now goes to MAS.
+    let (status, flows) = route_serves(
+        node,
+        "/_matrix/client/v3/login",
+        "delegated_oidc_compatibility",
+    );
+    assert_eq!(status, 200, "{flows}");
+    assert!(
+        flows.contains("org.matrix.msc3824.delegated_oidc_compatibility"),
+        "{flows}"
+    );
 
     let again = node.masrun(&project, &setup_script(), &[]);
     again.assert_status(0);
@@ -469,6 +533,42 @@ fn migration_to_delegation_and_back() {
     );
     assert_eq!(config["password_config"]["enabled"], true);
     wait_for_synapse(node);
-    let flows = node.sh("curl --silent --fail http://127.0.0.1:8008/_matrix/client/v3/login");
+    let (status, flows) = route_serves(node, "/_matrix/client/v3/login", "m.login.password");
+    assert_eq!(status, 200, "{flows}");
     assert!(flows.contains("m.login.password"), "{flows}");
+    let (status, _) = through_nginx(node, "/auth/.well-known/openid-configuration", None);
+    assert_eq!(status, 404, "nginx still routes to the removed MAS");
+}
+
+/// Connects to MAS's database as MAS's role, with the password from the deployed config.yaml
+/// (derived from matrix_homeserver_generic_secret_key), passed in the environment.
+fn assert_role_usable(node: &Node) {
+    let config = node.sh("cat /matrix/matrix-authentication-service/config/config.yaml");
+    let config: Value = serde_yaml_ng::from_str(&config).unwrap();
+    let database = &config["database"];
+    let password = database["password"].as_str().unwrap();
+    let output = node
+        .command(
+            &[
+                "psql",
+                "--host=/var/run/postgresql",
+                &format!("--username={}", database["username"].as_str().unwrap()),
+                &format!("--dbname={}", database["database"].as_str().unwrap()),
+                "--tuples-only",
+                "--no-align",
+                "--command=SELECT current_user",
+            ],
+            &[("PGPASSWORD", password)],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "MAS's role cannot log in: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "matrix_authentication_service"
+    );
 }

@@ -18,7 +18,7 @@
 //! talks to podman), a tmpfs at `/var/lib/containers`, a test image
 //! `localhost/masrun-test/busybox:1` imported from busybox-static (nothing can be pulled from
 //! outside), a registry of its own at `localhost:5000` (docker-registry, plain HTTP) for pull
-//! tests, and PostgreSQL 15 with a superuser `matrix` whose password is
+//! tests, nginx, and PostgreSQL 15 with a superuser `matrix` whose password is
 //! [`Node::postgres_password`].
 
 use std::ffi::CString;
@@ -64,6 +64,7 @@ const EXTRA_PACKAGES: &[&str] = &[
     "ca-certificates",
     "busybox-static",
     "docker-registry",
+    "nginx-light",
 ];
 
 /// crun fails on this kernel's hybrid cgroup layout, and the default limits cannot be raised
