@@ -125,7 +125,15 @@ pub fn run_step(
             "interrupted (Ctrl-C) before step {name}"
         )));
     }
-    match action() {
+    let round_trips_before = ctx.transport.round_trips();
+    let result = action();
+    tracing::debug!(
+        host = %ctx.name,
+        step = name,
+        round_trips = ctx.transport.round_trips() - round_trips_before,
+        "step finished"
+    );
+    match result {
         Ok(outcome) => {
             if outcome.changed {
                 ctx.record_change();
