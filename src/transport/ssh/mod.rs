@@ -58,6 +58,15 @@ pub struct SshConnector {
     known_hosts: Arc<KnownHosts>,
 }
 
+/// A session channel opened ahead of the command that will use it. A command must wait for
+/// its channel to open, because the exec request names the channel number the host assigned.
+/// A spare opened alongside the previous command (or the SFTP session) has usually finished
+/// opening by the time the next command starts, so that wait costs no round trip of its own.
+struct SpareChannel {
+    opening: tokio::task::JoinHandle<std::result::Result<russh::Channel<Msg>, russh::Error>>,
+    permit: OwnedSemaphorePermit,
+}
+
 /// Running commands as another user for the whole host (`ansible_become`).
 #[derive(Clone, Debug)]
 struct BecomeState {
@@ -122,6 +131,7 @@ impl SshConnector {
             disconnect,
             channels: Arc::new(Semaphore::new(MAX_CHANNELS - 1)),
             round_trips: RoundTrips::default(),
+            spare_channel: std::sync::Mutex::new(None),
             become_: None,
             sftp: tokio::sync::OnceCell::new(),
             runtime: tokio::runtime::Handle::current(),
@@ -264,6 +274,8 @@ pub struct SshTransport {
     /// Permits for exec and stream channels. The SFTP session uses the remaining channel.
     channels: Arc<Semaphore>,
     round_trips: RoundTrips,
+    /// A session channel opened ahead for the next command.
+    spare_channel: std::sync::Mutex<Option<SpareChannel>>,
     become_: Option<BecomeState>,
     sftp: tokio::sync::OnceCell<Sftp>,
     runtime: tokio::runtime::Handle,
@@ -417,8 +429,10 @@ impl SshTransport {
     }
 
     /// Starts the SFTP session: the `sftp` subsystem, or sftp-server through the become
-    /// wrapper, so files are read and written as the become user. Two round trips.
+    /// wrapper, so files are read and written as the become user. Two round trips, during
+    /// which the first command's channel opens too.
     async fn start_sftp(&self) -> Result<()> {
+        self.open_spare_channel();
         self.round_trips.add(1);
         let channel = self
             .session
@@ -468,8 +482,70 @@ impl SshTransport {
         Ok(())
     }
 
-    /// Runs a command on a new session channel: one round trip to open it, one for the
-    /// command. `password` goes first on stdin, for `sudo -S`.
+    /// Opens a session channel for a command in the background and keeps it as the spare,
+    /// unless there is one already or the channel limit is reached.
+    fn open_spare_channel(&self) {
+        let mut spare = self.spare_channel.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.is_some() {
+            return;
+        }
+        let Ok(permit) = self.channels.clone().try_acquire_owned() else {
+            return;
+        };
+        let session = self.session.clone();
+        let opening = self
+            .runtime
+            .spawn(async move { session.channel_open_session().await });
+        *spare = Some(SpareChannel { opening, permit });
+    }
+
+    /// Returns an open session channel for a command with its permit: the spare, or a new
+    /// one. Opens the next spare either way, so its open travels with this command's exec
+    /// request. Counts a round trip only when the command has to wait for its channel.
+    async fn command_channel(&self) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit)> {
+        let spare = self
+            .spare_channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(spare) = spare {
+            if !spare.opening.is_finished() {
+                self.round_trips.add(1);
+            }
+            match spare.opening.await {
+                Ok(Ok(channel)) => {
+                    self.open_spare_channel();
+                    return Ok((channel, spare.permit));
+                }
+                // Opening a channel now reports why the spare failed, or succeeds where the
+                // host was only out of sessions for a moment.
+                Ok(Err(error)) => {
+                    tracing::debug!(host = %self.inventory_host, %error, "spare channel did not open");
+                }
+                Err(error) => {
+                    tracing::debug!(host = %self.inventory_host, %error, "spare channel task failed");
+                }
+            }
+        }
+
+        let permit = self
+            .channels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.lost("channel limit closed"))?;
+        self.round_trips.add(1);
+        let channel = self
+            .session
+            .channel_open_session()
+            .await
+            .map_err(|error| self.russh_error("a command", error))?;
+        self.open_spare_channel();
+        Ok((channel, permit))
+    }
+
+    /// Runs a command on a session channel: one round trip for the command, plus one when
+    /// its channel was not open in advance. `password` goes first on stdin, for `sudo -S`.
     async fn run_command(
         &self,
         request: &ExecRequest,
@@ -487,18 +563,8 @@ impl SshTransport {
         }
         let command = command_line(request, &wrapper, stdin.len());
 
-        let permit: OwnedSemaphorePermit = self
-            .channels
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.lost("channel limit closed"))?;
-        self.round_trips.add(2);
-        let channel = self
-            .session
-            .channel_open_session()
-            .await
-            .map_err(|error| self.russh_error("a command", error))?;
+        let (channel, permit) = self.command_channel().await?;
+        self.round_trips.add(1);
         let mut running = RunningChannel::new(channel, permit, self.runtime.clone());
         // When the caller drops this future (an interrupt), `running` drops with it, which
         // stops the command on the host.
