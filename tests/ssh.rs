@@ -100,6 +100,133 @@ fn setup_over_ssh_matches_local_run() {
     );
 }
 
+/// Writes a task file of steps of every common kind, which find nothing to change once they
+/// have run: account, directories, a template, a copy, content, attributes, a guarded command
+/// and a query command. Returns the task file's path.
+fn steady_task(project: &SshProject, dir: &Path) -> String {
+    let template = project.task("unit.conf.j2", "host={{ inventory_hostname }}\n");
+    let source = project.task("blob.txt", &"0123456789abcdef\n".repeat(400));
+    let task = project.task(
+        "steady.rhai",
+        &format!(
+            r#"user::group(#{{ name: "{TEST_USER}", gid: {TEST_UID} }});
+user::user(#{{ name: "{TEST_USER}", uid: {TEST_UID}, group: "{TEST_USER}" }});
+file::directory(#{{ path: "{dir}", mode: "0750", owner: "{TEST_USER}", group: "{TEST_USER}" }});
+file::directory(#{{ path: "{dir}/conf", mode: "0755" }});
+template::file(#{{ src: "{template}", path: "{dir}/conf/unit.conf", mode: "0640" }});
+file::copy(#{{ src: "{source}", path: "{dir}/blob.txt", mode: "0644" }});
+file::content(#{{ path: "{dir}/conf/limits.conf", content: "nofile 1024\n", owner: "{TEST_USER}", group: "{TEST_USER}" }});
+file::attributes(#{{ path: "{dir}/blob.txt", mode: "0644" }});
+command::run(#{{ argv: ["touch", "{dir}/initialized"], creates: "{dir}/initialized" }});
+command::run(#{{ argv: ["id", "-un"], read_only: true }});
+"#,
+            dir = dir.display(),
+            template = template.display(),
+            source = source.display(),
+        ),
+    );
+    task.display().to_string()
+}
+
+#[test]
+fn no_change_step_costs_one_round_trip() {
+    support::ensure_test_user();
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("deployed");
+    let task = steady_task(&project, &dir);
+
+    project.run(std::slice::from_ref(&task)).assert_status(0);
+    let second = project.run(&[task]);
+    second.assert_status(0);
+    let recap = second.recap(HOST);
+    assert_eq!(
+        recap["changed"],
+        0,
+        "second run changed: {:?}",
+        second.changed_steps()
+    );
+    let steps = recap["ok"].as_u64().unwrap();
+    assert_eq!(steps, 10, "every step ran: {recap}");
+
+    // Starting the SFTP session waits twice: for its channel to open, then for the version
+    // exchange. Every step after that waits once, for one burst of SFTP requests or for one
+    // command, because the ids the account steps found are cached and each command's channel
+    // was opened ahead.
+    let round_trips = recap["round_trips"].as_u64().unwrap();
+    assert!(
+        round_trips <= steps + 2,
+        "{round_trips} round trips for {steps} unchanged steps"
+    );
+}
+
+#[test]
+fn large_and_linked_files_read_whole() {
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // Longer than the chunks read ahead with the OPEN, and not a whole number of chunks.
+    let large: String = (0..300_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let source = project.task("large.txt", &large);
+    std::fs::write(dir.join("target.txt"), "through the link\n").unwrap();
+    std::os::unix::fs::symlink(dir.join("target.txt"), dir.join("link.txt")).unwrap();
+    let task = project.task(
+        "large.rhai",
+        &format!(
+            r#"file::copy(#{{ src: "{source}", path: "{dir}/large.txt" }});
+file::content(#{{ path: "{dir}/link.txt", content: "through the link\n" }});
+let text = file::read("{dir}/link.txt");
+print("read=" + text.len());
+file::content(#{{ path: "{dir}/empty.txt", content: "" }});
+"#,
+            source = source.display(),
+            dir = dir.display(),
+        ),
+    );
+
+    project.run(&[task.display().to_string()]).assert_status(0);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("large.txt")).unwrap(),
+        large
+    );
+    let second = project.run(&[task.display().to_string()]);
+    second.assert_status(0);
+    assert_eq!(
+        second.changed_steps(),
+        Vec::<String>::new(),
+        "the large file, the link and the empty file were read whole"
+    );
+    let messages: Vec<String> = second
+        .events()
+        .iter()
+        .filter_map(|event| event["message"].as_str().map(str::to_string))
+        .collect();
+    assert!(messages.contains(&"read=17".to_string()), "{messages:?}");
+
+    // One byte changed near the end is found.
+    let mut changed = large.clone().into_bytes();
+    changed[299_990] = b'!';
+    std::fs::write(dir.join("large.txt"), &changed).unwrap();
+    let third = project.run(&[task.display().to_string()]);
+    third.assert_status(0);
+    assert_eq!(
+        third.changed_steps().len(),
+        1,
+        "{:?}",
+        third.changed_steps()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("large.txt")).unwrap(),
+        large
+    );
+}
+
 #[test]
 fn unknown_host_key_is_rejected_until_accepted() {
     let server = Sshd::start();
