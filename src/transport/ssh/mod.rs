@@ -133,6 +133,8 @@ impl SshConnector {
             round_trips: RoundTrips::default(),
             spare_channel: std::sync::Mutex::new(None),
             become_: None,
+            become_password: None,
+            command_sudo: tokio::sync::OnceCell::new(),
             sftp: tokio::sync::OnceCell::new(),
             runtime: tokio::runtime::Handle::current(),
         };
@@ -277,6 +279,11 @@ pub struct SshTransport {
     /// A session channel opened ahead for the next command.
     spare_channel: std::sync::Mutex<Option<SpareChannel>>,
     become_: Option<BecomeState>,
+    /// `ansible_become_password`, also when `ansible_become` is off.
+    become_password: Option<String>,
+    /// The sudo method for commands that name their own `become_user` while
+    /// `ansible_become` is off and a password is set, probed on first use.
+    command_sudo: tokio::sync::OnceCell<BecomeMethod>,
     sftp: tokio::sync::OnceCell<Sftp>,
     runtime: tokio::runtime::Handle,
 }
@@ -344,30 +351,44 @@ impl SshTransport {
             .ok_or_else(|| TransportError::Other("the SFTP session is not started".into()))
     }
 
-    /// The wrapper that runs a command as `user`, or nothing when that is the login user.
-    fn wrapper_for(&self, user: Option<&str>) -> (Vec<String>, Option<&str>) {
+    /// The wrapper that runs a command as `user`, or nothing when that is the login user,
+    /// and the password to send first on its stdin, if any.
+    async fn wrapper_for(&self, user: Option<&str>) -> Result<(Vec<String>, Option<&str>)> {
         let Some(user) = user.or(self.become_.as_ref().map(|b| b.user.as_str())) else {
-            return (Vec::new(), None);
+            return Ok((Vec::new(), None));
         };
         if user == self.login_user {
-            return (Vec::new(), None);
+            return Ok((Vec::new(), None));
         }
         let (method, password) = match &self.become_ {
             Some(state) => (state.method.clone(), state.password.as_deref()),
             None if self.login_user == "root" => (BecomeMethod::Runuser, None),
-            None => (BecomeMethod::Sudo, None),
+            // Without ansible_become, sudo is probed when a command first names a
+            // become_user. Only the probe shows whether sudo reads the password from stdin,
+            // or would leave it there for the command to read.
+            None => match &self.become_password {
+                Some(password) => {
+                    let method = self
+                        .command_sudo
+                        .get_or_try_init(|| self.probe_sudo(user, Some(password)))
+                        .await?;
+                    (method.clone(), Some(password.as_str()))
+                }
+                None => (BecomeMethod::Sudo, None),
+            },
         };
         let password = if method == BecomeMethod::SudoPassword {
             password
         } else {
             None
         };
-        (become_wrapper(&method, user), password)
+        Ok((become_wrapper(&method, user), password))
     }
 
     /// Checks once, at connect time, how sudo lets the login user become the target user,
     /// so a missing password is reported before any step runs.
     async fn with_become(mut self, settings: &SshSettings) -> Result<SshTransport> {
+        self.become_password = settings.become_password.clone();
         let Some(wanted) = &settings.become_ else {
             return Ok(self);
         };
@@ -383,49 +404,58 @@ impl SshTransport {
             return Ok(self);
         }
 
-        let probe = |method: BecomeMethod| ExecRequest {
-            argv: [become_wrapper(&method, &wanted.user), vec!["true".into()]].concat(),
-            ..ExecRequest::default()
-        };
-        let output = self.run_command(&probe(BecomeMethod::Sudo), None).await?;
-        let method = if output.success() {
-            BecomeMethod::Sudo
-        } else if output.stderr_text().contains("password") {
-            let Some(password) = &wanted.password else {
-                return Err(TransportError::Other(format!(
-                    "sudo on {} requires a password for {} to become {}, and none was given; \
-                     set ansible_become_password (for example in a vars file passed with -e \
-                     @file), or allow {} to run sudo without a password (NOPASSWD)",
-                    self.label, self.login_user, wanted.user, self.login_user
-                )));
-            };
-            let checked = self
-                .run_command(&probe(BecomeMethod::SudoPassword), Some(password))
-                .await?;
-            if !checked.success() {
-                return Err(TransportError::Other(format!(
-                    "sudo on {} rejected ansible_become_password for {} becoming {}: {}",
-                    self.label,
-                    self.login_user,
-                    wanted.user,
-                    checked.stderr_text().trim()
-                )));
-            }
-            BecomeMethod::SudoPassword
-        } else {
-            return Err(TransportError::Other(format!(
-                "cannot become {} on {} with sudo: {}",
-                wanted.user,
-                self.label,
-                output.stderr_text().trim()
-            )));
-        };
+        let method = self
+            .probe_sudo(&wanted.user, settings.become_password.as_deref())
+            .await?;
         self.become_ = Some(BecomeState {
             user: wanted.user.clone(),
             method,
-            password: wanted.password.clone(),
+            password: settings.become_password.clone(),
         });
         Ok(self)
+    }
+
+    /// Finds out how sudo lets the login user run commands as `user`: without a password
+    /// (`sudo -n`), or with `password` on stdin, which this checks. One command, two with a
+    /// password. The method found is used for every other user too.
+    async fn probe_sudo(&self, user: &str, password: Option<&str>) -> Result<BecomeMethod> {
+        let probe = |method: BecomeMethod| ExecRequest {
+            argv: [become_wrapper(&method, user), vec!["true".into()]].concat(),
+            ..ExecRequest::default()
+        };
+        let output = self
+            .run_wrapped(&probe(BecomeMethod::Sudo), &[], None)
+            .await?;
+        if output.success() {
+            return Ok(BecomeMethod::Sudo);
+        }
+        if !output.stderr_text().contains("password") {
+            return Err(TransportError::Other(format!(
+                "cannot become {user} on {} with sudo: {}",
+                self.label,
+                output.stderr_text().trim()
+            )));
+        }
+        let Some(password) = password else {
+            return Err(TransportError::Other(format!(
+                "sudo on {} requires a password for {} to become {user}, and none was given; \
+                 set ansible_become_password (for example in a vars file passed with -e \
+                 @file), or allow {} to run sudo without a password (NOPASSWD)",
+                self.label, self.login_user, self.login_user
+            )));
+        };
+        let checked = self
+            .run_wrapped(&probe(BecomeMethod::SudoPassword), &[], Some(password))
+            .await?;
+        if !checked.success() {
+            return Err(TransportError::Other(format!(
+                "sudo on {} rejected ansible_become_password for {} becoming {user}: {}",
+                self.label,
+                self.login_user,
+                checked.stderr_text().trim()
+            )));
+        }
+        Ok(BecomeMethod::SudoPassword)
     }
 
     /// Starts the SFTP session: the `sftp` subsystem, or sftp-server through the become
@@ -439,7 +469,7 @@ impl SshTransport {
             .channel_open_session()
             .await
             .map_err(|error| self.russh_error("SFTP", error))?;
-        let (wrapper, password) = self.wrapper_for(None);
+        let (wrapper, password) = self.wrapper_for(None).await?;
         if wrapper.is_empty() {
             channel
                 .request_subsystem(true, "sftp")
@@ -544,15 +574,21 @@ impl SshTransport {
         Ok((channel, permit))
     }
 
-    /// Runs a command on a session channel: one round trip for the command, plus one when
-    /// its channel was not open in advance. `password` goes first on stdin, for `sudo -S`.
-    async fn run_command(
+    /// Runs a command as its `become_user` (or the host's become user) on a session
+    /// channel: one round trip for the command, plus one when its channel was not open in
+    /// advance.
+    async fn run_command(&self, request: &ExecRequest) -> Result<ExecOutput> {
+        let (wrapper, password) = self.wrapper_for(request.become_user.as_deref()).await?;
+        self.run_wrapped(request, &wrapper, password).await
+    }
+
+    /// Runs a command inside `wrapper`. `password` goes first on stdin, for `sudo -S`.
+    async fn run_wrapped(
         &self,
         request: &ExecRequest,
+        wrapper: &[String],
         password: Option<&str>,
     ) -> Result<ExecOutput> {
-        let (wrapper, wrapper_password) = self.wrapper_for(request.become_user.as_deref());
-        let password = password.or(wrapper_password);
         let mut stdin = Vec::new();
         if let Some(password) = password {
             stdin.extend_from_slice(password.as_bytes());
@@ -561,7 +597,7 @@ impl SshTransport {
         if let Some(input) = &request.stdin {
             stdin.extend_from_slice(input);
         }
-        let command = command_line(request, &wrapper, stdin.len());
+        let command = command_line(request, wrapper, stdin.len());
 
         let (channel, permit) = self.command_channel().await?;
         self.round_trips.add(1);
@@ -589,7 +625,7 @@ impl SshTransport {
                     stdout,
                     stderr,
                 };
-                self.check_sudo_password(&wrapper, &output)?;
+                self.check_sudo_password(wrapper, &output)?;
                 Ok(output)
             }
             ChannelOutcome::Refused => Err(TransportError::Other(format!(
@@ -734,18 +770,15 @@ impl Transport for SshTransport {
             // SFTP has no recursive removal; walking the tree would cost a round trip per
             // directory, so one `rm -rf` does it.
             let output = self
-                .run_command(
-                    &ExecRequest {
-                        argv: vec![
-                            "rm".into(),
-                            "-rf".into(),
-                            "--".into(),
-                            path.display().to_string(),
-                        ],
-                        ..ExecRequest::default()
-                    },
-                    None,
-                )
+                .run_command(&ExecRequest {
+                    argv: vec![
+                        "rm".into(),
+                        "-rf".into(),
+                        "--".into(),
+                        path.display().to_string(),
+                    ],
+                    ..ExecRequest::default()
+                })
                 .await?;
             if !output.success() {
                 return Err(TransportError::io(
@@ -768,7 +801,7 @@ impl Transport for SshTransport {
             return Err(TransportError::Other("empty command".into()));
         }
         tracing::debug!(host = %self.inventory_host, program = %request.argv[0], "exec");
-        self.run_command(request, None).await
+        self.run_command(request).await
     }
 
     async fn connect_stream(&self, target: &StreamTarget) -> Result<Box<dyn HostStream>> {
