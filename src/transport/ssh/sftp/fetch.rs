@@ -165,13 +165,16 @@ impl Sftp {
                 contents: Some(contents),
             }));
         }
-        let contents = match still_open {
-            Some(handle) => {
-                trips.add(1);
-                self.read_open(path, &stat, &handle, ledger, trips).await?
-            }
-            None => self.read_to_end(path, ledger, trips).await?,
+        let Some(handle) = still_open else {
+            // The chunks read ahead did not reach the end, and their handle is closed: read
+            // the file again, up to the size its STAT reports.
+            let mut fetched = self
+                .fetch_many(&[path.to_string()], follow, ledger, trips)
+                .await?;
+            return Ok(fetched.remove(0));
         };
+        trips.add(1);
+        let contents = self.read_open(path, &stat, &handle, ledger, trips).await?;
         Ok(Some(Fetched {
             stat,
             contents: Some(contents),
