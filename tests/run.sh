@@ -8,11 +8,12 @@ missing=()
 # The service tests boot a Debian node with systemd-nspawn from a root file system built with
 # debootstrap (podman and PostgreSQL come inside it), bind-mount the host's docker client into
 # it (docker.io is Debian 12's only package with that client) and start throwaway PostgreSQL
-# clusters on the host.
+# clusters on the host. The SSH tests log in as throwaway users with sudo rules.
 for tool in openssl:openssl runuser:util-linux setsid:util-linux getent:libc-bin useradd:passwd \
     pgrep:procps nginx:nginx-light /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client \
     ip:iproute2 systemd-nspawn:systemd-container debootstrap:debootstrap nsenter:util-linux \
-    chroot:coreutils psql:postgresql-client docker:docker.io sqlite3:sqlite3; do
+    chroot:coreutils psql:postgresql-client docker:docker.io sqlite3:sqlite3 sudo:sudo \
+    visudo:sudo chpasswd:passwd; do
     command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)

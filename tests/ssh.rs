@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::sshd::{Netns, SshProject, Sshd, args, unused_port};
+use support::sudo::SudoLogin;
 use support::{HOST, Run, TEST_UID, TEST_USER, TestRoot};
 
 /// Lists every path under `root` with its mode, owner, and contents with `root` replaced by
@@ -89,14 +90,143 @@ fn setup_over_ssh_matches_local_run() {
         second.changed_steps()
     );
 
-    // A run that changes nothing costs about one round trip per step: two for a file's stat
-    // and contents, two for a command, plus the SFTP start and the first owner lookups.
+    // A run that changes nothing costs one round trip per step, plus two for starting SFTP,
+    // one per file the task file reads or stats outside a step (three in this run), and one
+    // per owner name first looked up (root, for the unit file). The bound leaves room for two
+    // more such reads.
     let steps = recap["ok"].as_u64().unwrap();
     let round_trips = recap["round_trips"].as_u64().unwrap();
     assert!(steps > 10, "setup runs its steps: {recap}");
     assert!(
-        round_trips <= 2 * steps + 10,
+        round_trips <= steps + 8,
         "{round_trips} round trips for {steps} unchanged steps"
+    );
+}
+
+/// Writes a task file of steps of every common kind, which find nothing to change once they
+/// have run: account, directories, a template, a copy, content, attributes, a guarded command
+/// and a query command. Returns the task file's path.
+fn steady_task(project: &SshProject, dir: &Path) -> String {
+    let template = project.task("unit.conf.j2", "host={{ inventory_hostname }}\n");
+    let source = project.task("blob.txt", &"0123456789abcdef\n".repeat(400));
+    let task = project.task(
+        "steady.rhai",
+        &format!(
+            r#"user::group(#{{ name: "{TEST_USER}", gid: {TEST_UID} }});
+user::user(#{{ name: "{TEST_USER}", uid: {TEST_UID}, group: "{TEST_USER}" }});
+file::directory(#{{ path: "{dir}", mode: "0750", owner: "{TEST_USER}", group: "{TEST_USER}" }});
+file::directory(#{{ path: "{dir}/conf", mode: "0755" }});
+template::file(#{{ src: "{template}", path: "{dir}/conf/unit.conf", mode: "0640" }});
+file::copy(#{{ src: "{source}", path: "{dir}/blob.txt", mode: "0644" }});
+file::content(#{{ path: "{dir}/conf/limits.conf", content: "nofile 1024\n", owner: "{TEST_USER}", group: "{TEST_USER}" }});
+file::attributes(#{{ path: "{dir}/blob.txt", mode: "0644" }});
+command::run(#{{ argv: ["touch", "{dir}/initialized"], creates: "{dir}/initialized" }});
+command::run(#{{ argv: ["id", "-un"], read_only: true }});
+"#,
+            dir = dir.display(),
+            template = template.display(),
+            source = source.display(),
+        ),
+    );
+    task.display().to_string()
+}
+
+#[test]
+fn no_change_step_costs_one_round_trip() {
+    support::ensure_test_user();
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("deployed");
+    let task = steady_task(&project, &dir);
+
+    project.run(std::slice::from_ref(&task)).assert_status(0);
+    let second = project.run(&[task]);
+    second.assert_status(0);
+    let recap = second.recap(HOST);
+    assert_eq!(
+        recap["changed"],
+        0,
+        "second run changed: {:?}",
+        second.changed_steps()
+    );
+    let steps = recap["ok"].as_u64().unwrap();
+    assert_eq!(steps, 10, "every step ran: {recap}");
+
+    // Starting the SFTP session waits twice: for its channel to open, then for the version
+    // exchange. Every step after that waits once, for one burst of SFTP requests or for one
+    // command, because the ids the account steps found are cached and each command's channel
+    // was opened ahead.
+    let round_trips = recap["round_trips"].as_u64().unwrap();
+    assert!(
+        round_trips <= steps + 2,
+        "{round_trips} round trips for {steps} unchanged steps"
+    );
+}
+
+#[test]
+fn large_and_linked_files_read_whole() {
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // Longer than the chunks read ahead with the OPEN, and not a whole number of chunks.
+    let large: String = (0..300_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let source = project.task("large.txt", &large);
+    std::fs::write(dir.join("target.txt"), "through the link\n").unwrap();
+    std::os::unix::fs::symlink(dir.join("target.txt"), dir.join("link.txt")).unwrap();
+    let task = project.task(
+        "large.rhai",
+        &format!(
+            r#"file::copy(#{{ src: "{source}", path: "{dir}/large.txt" }});
+file::content(#{{ path: "{dir}/link.txt", content: "through the link\n" }});
+let text = file::read("{dir}/link.txt");
+print("read=" + text.len());
+file::content(#{{ path: "{dir}/empty.txt", content: "" }});
+"#,
+            source = source.display(),
+            dir = dir.display(),
+        ),
+    );
+
+    project.run(&[task.display().to_string()]).assert_status(0);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("large.txt")).unwrap(),
+        large
+    );
+    let second = project.run(&[task.display().to_string()]);
+    second.assert_status(0);
+    assert_eq!(
+        second.changed_steps(),
+        Vec::<String>::new(),
+        "the large file, the link and the empty file were read whole"
+    );
+    let messages: Vec<String> = second
+        .events()
+        .iter()
+        .filter_map(|event| event["message"].as_str().map(str::to_string))
+        .collect();
+    assert!(messages.contains(&"read=17".to_string()), "{messages:?}");
+
+    // One byte changed near the end is found.
+    let mut changed = large.clone().into_bytes();
+    changed[299_990] = b'!';
+    std::fs::write(dir.join("large.txt"), &changed).unwrap();
+    let third = project.run(&[task.display().to_string()]);
+    third.assert_status(0);
+    assert_eq!(
+        third.changed_steps().len(),
+        1,
+        "{:?}",
+        third.changed_steps()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("large.txt")).unwrap(),
+        large
     );
 }
 
@@ -264,6 +394,349 @@ file::content(#{{ path: "{}/note.txt", content: "written as the become user\n", 
     let note = std::fs::metadata(owned.join("note.txt")).unwrap();
     assert_eq!(note.uid(), TEST_UID, "SFTP wrote the file as {TEST_USER}");
     assert_eq!(note.mode() & 0o7777, 0o640);
+}
+
+/// Returns the lines a task printed with `print`, from the JSON events.
+fn printed(run: &Run) -> Vec<String> {
+    run.events()
+        .iter()
+        .filter_map(|event| event["message"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Creates a work directory for the become tests: `root-only/` (root, 0755) and `owned/`
+/// (the test account's), under a root 0755 directory every user can traverse.
+fn become_work_dir() -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir(work.path().join("root-only")).unwrap();
+    let owned = work.path().join("owned");
+    std::fs::create_dir(&owned).unwrap();
+    std::os::unix::fs::chown(&owned, Some(TEST_UID), Some(TEST_UID)).unwrap();
+    work
+}
+
+/// Writes a task that prints who runs its commands (`user=`, and `explicit=` for a command
+/// with `become_user` set to the test account) and writes files into `dir`.
+fn become_task(project: &SshProject, dir: &Path) -> String {
+    let task = project.task(
+        "sudo.rhai",
+        &format!(
+            r#"let who = command::run(#{{ argv: ["id", "-un"], read_only: true }}).stdout;
+who.trim();
+print("user=" + who);
+let other = command::run(#{{ argv: ["id", "-un"], become_user: "{TEST_USER}", read_only: true }}).stdout;
+other.trim();
+print("explicit=" + other);
+file::content(#{{ path: "{dir}/root-only/root.conf", content: "written through sudo\n", mode: "0640" }});
+file::content(#{{ path: "{dir}/root-only/chowned.conf", content: "chowned\n", mode: "0600", owner: "{TEST_USER}", group: "{TEST_USER}" }});
+file::directory(#{{ path: "{dir}/root-only/sub", mode: "0750" }});
+command::run(#{{ name: "hold the command open", argv: ["sleep", "1.{pid}3"] }});
+"#,
+            dir = dir.display(),
+            pid = std::process::id(),
+        ),
+    );
+    task.display().to_string()
+}
+
+/// Checks what [`become_task`] wrote as root into `dir`.
+fn assert_written_as_root(dir: &Path) {
+    let root_only = dir.join("root-only");
+    let written = std::fs::metadata(root_only.join("root.conf")).unwrap();
+    assert_eq!((written.uid(), written.gid()), (0, 0), "root.conf owner");
+    assert_eq!(written.mode() & 0o7777, 0o640, "root.conf mode");
+    assert_eq!(
+        std::fs::read_to_string(root_only.join("root.conf")).unwrap(),
+        "written through sudo\n"
+    );
+    let chowned = std::fs::metadata(root_only.join("chowned.conf")).unwrap();
+    assert_eq!(
+        (chowned.uid(), chowned.gid()),
+        (TEST_UID, TEST_UID),
+        "chowned.conf owner"
+    );
+    assert_eq!(chowned.mode() & 0o7777, 0o600, "chowned.conf mode");
+    let sub = std::fs::metadata(root_only.join("sub")).unwrap();
+    assert_eq!(sub.uid(), 0, "sub owner");
+    assert_eq!(sub.mode() & 0o7777, 0o750, "sub mode");
+}
+
+#[test]
+fn sudo_without_password_becomes_root() {
+    support::ensure_test_user();
+    let login = SudoLogin::without_password();
+    let server = Sshd::start();
+    let vars = format!(
+        "{} ansible_become=true",
+        server.inventory_vars_as(&login.name)
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&server]);
+    let work = become_work_dir();
+    let task = become_task(&project, work.path());
+
+    let run = project.run(std::slice::from_ref(&task));
+    run.assert_status(0);
+    let lines = printed(&run);
+    assert!(lines.contains(&"user=root".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&format!("explicit={TEST_USER}")),
+        "{lines:?}"
+    );
+    assert_written_as_root(work.path());
+
+    let again = project.run(&[task]);
+    again.assert_status(0);
+    assert_eq!(
+        again.changed_steps(),
+        vec!["hold the command open".to_string()],
+        "only the command runs again"
+    );
+}
+
+#[test]
+fn sudo_become_user_owns_commands_and_files() {
+    support::ensure_test_user();
+    let login = SudoLogin::without_password();
+    let server = Sshd::start();
+    let vars = format!(
+        "{} ansible_become=true ansible_become_user={TEST_USER}",
+        server.inventory_vars_as(&login.name)
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&server]);
+    let work = become_work_dir();
+    let owned = work.path().join("owned");
+    let task = project.task(
+        "as-user.rhai",
+        &format!(
+            r#"let who = command::run(#{{ argv: ["id", "-un"], read_only: true }}).stdout;
+who.trim();
+print("user=" + who);
+file::content(#{{ path: "{owned}/note.txt", content: "written as the become user\n", mode: "0640" }});
+"#,
+            owned = owned.display()
+        ),
+    );
+
+    let run = project.run(&[task.display().to_string()]);
+    run.assert_status(0);
+    let lines = printed(&run);
+    assert!(lines.contains(&format!("user={TEST_USER}")), "{lines:?}");
+    let note = std::fs::metadata(owned.join("note.txt")).unwrap();
+    assert_eq!(note.uid(), TEST_UID, "SFTP wrote the file as {TEST_USER}");
+    assert_eq!(note.mode() & 0o7777, 0o640);
+
+    // The become user cannot write where only root can.
+    let denied = project.task(
+        "denied.rhai",
+        &format!(
+            r#"file::content(#{{ path: "{}/root-only/x.conf", content: "x\n" }});"#,
+            work.path().display()
+        ),
+    );
+    let run = project.run(&[denied.display().to_string()]);
+    run.assert_status(1);
+    assert!(
+        run.all_output().contains("ermission denied"),
+        "{}",
+        run.all_output()
+    );
+    assert!(!work.path().join("root-only/x.conf").exists());
+}
+
+#[test]
+fn sudo_password_missing_names_variable() {
+    let login = SudoLogin::with_password();
+    let server = Sshd::start();
+    let vars = format!(
+        "{} ansible_become=true",
+        server.inventory_vars_as(&login.name)
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&server]);
+    let work = become_work_dir();
+    let task = become_task(&project, work.path());
+
+    let run = project.run(&[task]);
+    run.assert_status(1);
+    let output = run.all_output();
+    assert!(
+        output.contains("requires a password"),
+        "the failure is named:\n{output}"
+    );
+    assert!(
+        output.contains("ansible_become_password"),
+        "the variable to set is named:\n{output}"
+    );
+    assert!(
+        output.contains(&login.name),
+        "the login is named:\n{output}"
+    );
+    assert!(
+        !work.path().join("root-only/root.conf").exists(),
+        "nothing was written"
+    );
+}
+
+#[test]
+fn command_become_user_uses_become_password() {
+    let login = SudoLogin::with_password();
+    let password = login.password.clone().unwrap();
+    let server = Sshd::start();
+    // No ansible_become: only the second command names another user.
+    let project = SshProject::new(&[(HOST, server.inventory_vars_as(&login.name))]);
+    project.trust(&[&server]);
+    let task = project.task(
+        "own-become.rhai",
+        r#"let who = command::run(#{ argv: ["id", "-un"], read_only: true }).stdout;
+who.trim();
+print("user=" + who);
+let other = command::run(#{ argv: ["id", "-un"], become_user: "root", read_only: true }).stdout;
+other.trim();
+print("explicit=" + other);
+"#,
+    );
+    let task = task.display().to_string();
+
+    let run = project.run(std::slice::from_ref(&task));
+    run.assert_status(1);
+    let lines = printed(&run);
+    assert!(lines.contains(&format!("user={}", login.name)), "{lines:?}");
+    let output = run.all_output();
+    assert!(
+        output.contains("requires a password") && output.contains("ansible_become_password"),
+        "the variable to set is named:\n{output}"
+    );
+
+    let secrets = project.task(
+        "become-secrets.yml",
+        &format!("ansible_become_password: \"{password}\"\n"),
+    );
+    let run = project.run(&args(&["-e", &format!("@{}", secrets.display()), &task]));
+    run.assert_status(0);
+    let lines = printed(&run);
+    assert!(lines.contains(&format!("user={}", login.name)), "{lines:?}");
+    assert!(lines.contains(&"explicit=root".to_string()), "{lines:?}");
+    assert!(!run.all_output().contains(&password));
+}
+
+/// Lists the processes whose command line or environment contains `needle`.
+fn processes_containing(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        for file in ["cmdline", "environ"] {
+            let Ok(bytes) = std::fs::read(entry.path().join(file)) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes).replace('\0', " ");
+            if text.contains(needle) {
+                found.push(format!("{name} {file}: {text}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn sudo_password_stays_off_command_lines() {
+    let login = SudoLogin::with_password();
+    let password = login.password.clone().unwrap();
+    let server = Sshd::start();
+    let vars = format!(
+        "{} ansible_become=true",
+        server.inventory_vars_as(&login.name)
+    );
+    let project = SshProject::new(&[(HOST, vars)]);
+    project.trust(&[&server]);
+    let work = become_work_dir();
+    let task = become_task(&project, work.path());
+    // A vars file, so the password is not on masrun's own command line either.
+    let secrets = project.task(
+        "become-secrets.yml",
+        &format!("ansible_become_password: \"{password}\"\n"),
+    );
+
+    let child = project
+        .command(
+            &[],
+            &args(&["-vvv", "-e", &format!("@{}", secrets.display()), &task]),
+        )
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let held_command = format!("sleep 1.{}3", std::process::id());
+    let mut exposed = Vec::new();
+    let mut sudo_seen = Vec::new();
+    let mut scans = 0;
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+    {
+        exposed.extend(processes_containing(&password));
+        sudo_seen.extend(
+            processes_containing(&held_command)
+                .into_iter()
+                .filter(|process| process.contains("cmdline") && process.contains("sudo")),
+        );
+        scans += 1;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (run, _) = finish(child, Duration::from_secs(60));
+    run.assert_status(0);
+    assert!(scans > 10, "the processes were scanned while masrun ran");
+    assert!(
+        !sudo_seen.is_empty(),
+        "a scan saw the command run through sudo (sudo -S reads the password)"
+    );
+    assert_eq!(
+        exposed,
+        Vec::<String>::new(),
+        "the password is in no process"
+    );
+    assert!(
+        !run.all_output().contains(&password),
+        "the password is in no output"
+    );
+    let lines = printed(&run);
+    assert!(lines.contains(&"user=root".to_string()), "{lines:?}");
+    assert_written_as_root(work.path());
+
+    // A wrong password is reported as such, and not printed either.
+    let wrong = format!("{password}-wrong");
+    let wrong_secrets = project.task(
+        "wrong-secrets.yml",
+        &format!("ansible_become_password: \"{wrong}\"\n"),
+    );
+    let task = become_task(&project, work.path());
+    let run = project.run(&args(&[
+        "-e",
+        &format!("@{}", wrong_secrets.display()),
+        &task,
+    ]));
+    run.assert_status(1);
+    let output = run.all_output();
+    assert!(
+        output.contains("rejected ansible_become_password"),
+        "{output}"
+    );
+    assert!(
+        !output.contains(&wrong),
+        "the wrong password is not printed"
+    );
 }
 
 /// Polls `condition` every 50 ms until it is true or `limit` passes.

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    IdSpec, ModeSpec, Outcome, PrimitiveError, Result, format_mode, resolve_id, text_diff,
+    IdSpec, ModeSpec, Outcome, PrimitiveError, Result, format_mode, prefetch_ids, resolve_id,
+    text_diff,
 };
 use crate::run::host::HostContext;
 use crate::transport::{FileAttrs, FileKind, FileStat};
@@ -31,6 +32,15 @@ struct WantedAttrs {
 }
 
 fn resolve_attrs(ctx: &HostContext, options: &AttrOptions) -> Result<WantedAttrs> {
+    let mut lookups = Vec::new();
+    if let Some(owner) = &options.owner {
+        lookups.push(("passwd", owner));
+    }
+    if let Some(group) = &options.group {
+        lookups.push(("group", group));
+    }
+    prefetch_ids(ctx, &lookups)?;
+
     let mut pending = Vec::new();
     let mode = options.mode.as_ref().map(ModeSpec::to_bits).transpose()?;
     let mut resolve = |database: &'static str, spec: &Option<IdSpec>| -> Result<Option<u32>> {

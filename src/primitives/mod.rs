@@ -125,7 +125,15 @@ pub fn run_step(
             "interrupted (Ctrl-C) before step {name}"
         )));
     }
-    match action() {
+    let round_trips_before = ctx.transport.round_trips();
+    let result = action();
+    tracing::debug!(
+        host = %ctx.name,
+        step = name,
+        round_trips = ctx.transport.round_trips() - round_trips_before,
+        "step finished"
+    );
+    match result {
         Ok(outcome) => {
             if outcome.changed {
                 ctx.record_change();
@@ -254,6 +262,68 @@ pub fn resolve_id(ctx: &HostContext, database: &'static str, spec: &IdSpec) -> R
             output.stderr_text().trim()
         ))),
     }
+}
+
+/// Runs `getent DATABASE KEY` for each pair of arguments, and prints each exit status on a
+/// line of its own after that lookup's output.
+const GETENT_EACH: &str =
+    r#"while [ "$#" -ge 2 ]; do getent "$1" "$2"; echo "status $?"; shift 2; done"#;
+
+/// Looks up the names in `lookups` that are not cached yet with one command on the host and
+/// caches the ids found, so a step that names an owner and a group waits for one command, not
+/// two. A name this does not resolve is left to [`resolve_id`], which reports why.
+pub fn prefetch_ids(ctx: &HostContext, lookups: &[(&'static str, &IdSpec)]) -> Result<()> {
+    let pending: Vec<(&'static str, &str)> = lookups
+        .iter()
+        .filter_map(|(database, spec)| match spec {
+            IdSpec::Name(name)
+                if name.parse::<u32>().is_err() && ctx.cached_id(database, name).is_none() =>
+            {
+                Some((*database, name.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    if pending.len() < 2 {
+        return Ok(());
+    }
+
+    let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), GETENT_EACH.into(), "sh".into()];
+    for (database, name) in &pending {
+        argv.push(database.to_string());
+        argv.push(name.to_string());
+    }
+    let output = ctx.block_on(ctx.transport.exec(&ExecRequest {
+        argv,
+        ..ExecRequest::default()
+    }))?;
+
+    // Entries contain ':' and status lines do not, so the two cannot be confused.
+    let mut entries: Vec<String> = Vec::new();
+    let mut lookups = pending.iter();
+    for line in output.stdout_text().lines() {
+        let status = line
+            .strip_prefix("status ")
+            .filter(|_| !line.contains(':'))
+            .and_then(|code| code.parse::<i32>().ok());
+        let Some(status) = status else {
+            entries.push(line.to_string());
+            continue;
+        };
+        let Some((database, name)) = lookups.next() else {
+            break;
+        };
+        if let (0, [entry]) = (status, entries.as_slice())
+            && let Some(id) = entry
+                .split(':')
+                .nth(2)
+                .and_then(|id| id.parse::<u32>().ok())
+        {
+            ctx.cache_id(database, name, id);
+        }
+        entries.clear();
+    }
+    Ok(())
 }
 
 /// Formats permission bits the way operators write them.

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Outcome, PrimitiveError, Result};
+use super::{IdSpec, Outcome, PrimitiveError, Result, resolve_id};
 use crate::run::host::HostContext;
 use crate::transport::{ExecOutput, ExecRequest};
 
@@ -83,6 +83,10 @@ pub fn group(ctx: &HostContext, options: &GroupOptions) -> Result<Outcome> {
     match getent(ctx, "group", &options.name)? {
         Some(fields) => {
             let current: Option<u32> = fields.get(2).and_then(|g| g.parse().ok());
+            // Later steps that name this group as an owner find its id without a lookup.
+            if let Some(gid) = current {
+                ctx.cache_id("group", &options.name, gid);
+            }
             match options.gid {
                 Some(gid) if current != Some(gid) => {
                     if !ctx.check_mode() {
@@ -125,8 +129,8 @@ pub fn group(ctx: &HostContext, options: &GroupOptions) -> Result<Outcome> {
 /// Ensures a user exists with the given uid, primary group, home and shell.
 pub fn user(ctx: &HostContext, options: &UserOptions) -> Result<Outcome> {
     let wanted_gid = match &options.group {
-        Some(group) => match getent(ctx, "group", group)? {
-            Some(fields) => fields.get(2).and_then(|g| g.parse::<u32>().ok()),
+        Some(group) => match resolve_id(ctx, "group", &IdSpec::Name(group.clone()))? {
+            Some(gid) => Some(gid),
             None if ctx.check_mode() => None,
             None => {
                 return Err(PrimitiveError::Failed(format!(
@@ -162,6 +166,9 @@ pub fn user(ctx: &HostContext, options: &UserOptions) -> Result<Outcome> {
     };
 
     // getent passwd fields: name, password, uid, gid, gecos, home, shell.
+    if let Some(uid) = fields.get(2).and_then(|u| u.parse::<u32>().ok()) {
+        ctx.cache_id("passwd", &options.name, uid);
+    }
     let mut argv = vec!["usermod".to_string()];
     let mut notes = Vec::new();
     if let Some(uid) = options.uid

@@ -229,6 +229,13 @@ pub trait Transport: Send + Sync {
 }
 
 /// A counter of round trips, shared by transport implementations.
+///
+/// The counting rule: a round trip is a wait of the controller for the host's replies. A
+/// burst of N pipelined requests whose replies are awaited together is one round trip. A
+/// request sent ahead without waiting (an SSH channel opened for the next command) counts only
+/// if something later has to wait for its reply. The local transport has no network and
+/// counts one for each call of `stat`, `read`, `write_atomic`, `mkdir`, `set_attrs`, `remove`
+/// and `exec`.
 #[derive(Debug, Default)]
 pub struct RoundTrips(AtomicU64);
 

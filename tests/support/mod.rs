@@ -7,6 +7,7 @@ pub mod node;
 pub mod postgres;
 pub mod project;
 pub mod sshd;
+pub mod sudo;
 pub mod synapse;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

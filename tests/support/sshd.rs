@@ -144,6 +144,15 @@ impl Sshd {
             path.join("authorized_keys"),
         )
         .unwrap();
+        // sshd reads authorized_keys as the user logging in, so a non-root login needs to
+        // reach it. The private keys beside it stay 0600.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::set_permissions(
+            path.join("authorized_keys"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         let host_key = public_key_text(&path.join("host_ed25519.pub"));
 
         let config = format!(
@@ -219,8 +228,14 @@ impl Sshd {
 
     /// Returns the inventory variables that reach this server as root.
     pub fn inventory_vars(&self) -> String {
+        self.inventory_vars_as("root")
+    }
+
+    /// Returns the inventory variables that reach this server as `user`, who logs in with
+    /// the same client key.
+    pub fn inventory_vars_as(&self, user: &str) -> String {
         format!(
-            "ansible_host={} ansible_port={} ansible_user=root ansible_ssh_private_key_file={}",
+            "ansible_host={} ansible_port={} ansible_user={user} ansible_ssh_private_key_file={}",
             self.address,
             self.port,
             self.client_key.display()

@@ -42,8 +42,6 @@ impl Endpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Become {
     pub user: String,
-    /// The sudo password (`ansible_become_password`). It only ever travels on sudo's stdin.
-    pub password: Option<String>,
 }
 
 /// Everything needed to open and keep the connection to one inventory host.
@@ -56,6 +54,9 @@ pub struct SshSettings {
     pub keepalive_interval: Duration,
     pub keepalive_max: usize,
     pub become_: Option<Become>,
+    /// The sudo password (`ansible_become_password`), for `ansible_become` and for commands
+    /// that name their own `become_user`. It only ever travels on sudo's stdin.
+    pub become_password: Option<String>,
     pub host_key_policy: HostKeyPolicy,
 }
 
@@ -235,16 +236,16 @@ impl ClientConfig {
                          user with sudo only"
                     ));
                 }
-                let password = first(&[
-                    "ansible_become_password",
-                    "ansible_become_pass",
-                    "ansible_sudo_pass",
-                ])?
-                .map(|value| text(&value));
-                Some(Become { user, password })
+                Some(Become { user })
             }
             _ => None,
         };
+        let become_password = first(&[
+            "ansible_become_password",
+            "ansible_become_pass",
+            "ansible_sudo_pass",
+        ])?
+        .map(|value| text(&value));
 
         let host_key_policy = match self.policy_override {
             Some(policy) => policy,
@@ -266,6 +267,7 @@ impl ClientConfig {
             keepalive_interval,
             keepalive_max,
             become_,
+            become_password,
             host_key_policy,
         })
     }
@@ -563,9 +565,9 @@ mod tests {
             settings.become_,
             Some(Become {
                 user: "matrix".into(),
-                password: None
             })
         );
+        assert_eq!(settings.become_password, None);
         assert_eq!(settings.host_key_policy, HostKeyPolicy::AcceptNew);
 
         let error = config

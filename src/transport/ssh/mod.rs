@@ -58,6 +58,15 @@ pub struct SshConnector {
     known_hosts: Arc<KnownHosts>,
 }
 
+/// A session channel opened ahead of the command that will use it. A command must wait for
+/// its channel to open, because the exec request names the channel number the host assigned.
+/// A spare opened alongside the previous command (or the SFTP session) has usually finished
+/// opening by the time the next command starts, so that wait costs no round trip of its own.
+struct SpareChannel {
+    opening: tokio::task::JoinHandle<std::result::Result<russh::Channel<Msg>, russh::Error>>,
+    permit: OwnedSemaphorePermit,
+}
+
 /// Running commands as another user for the whole host (`ansible_become`).
 #[derive(Clone, Debug)]
 struct BecomeState {
@@ -122,7 +131,10 @@ impl SshConnector {
             disconnect,
             channels: Arc::new(Semaphore::new(MAX_CHANNELS - 1)),
             round_trips: RoundTrips::default(),
+            spare_channel: std::sync::Mutex::new(None),
             become_: None,
+            become_password: None,
+            command_sudo: tokio::sync::OnceCell::new(),
             sftp: tokio::sync::OnceCell::new(),
             runtime: tokio::runtime::Handle::current(),
         };
@@ -264,7 +276,14 @@ pub struct SshTransport {
     /// Permits for exec and stream channels. The SFTP session uses the remaining channel.
     channels: Arc<Semaphore>,
     round_trips: RoundTrips,
+    /// A session channel opened ahead for the next command.
+    spare_channel: std::sync::Mutex<Option<SpareChannel>>,
     become_: Option<BecomeState>,
+    /// `ansible_become_password`, also when `ansible_become` is off.
+    become_password: Option<String>,
+    /// The sudo method for commands that name their own `become_user` while
+    /// `ansible_become` is off and a password is set, probed on first use.
+    command_sudo: tokio::sync::OnceCell<BecomeMethod>,
     sftp: tokio::sync::OnceCell<Sftp>,
     runtime: tokio::runtime::Handle,
 }
@@ -332,30 +351,44 @@ impl SshTransport {
             .ok_or_else(|| TransportError::Other("the SFTP session is not started".into()))
     }
 
-    /// The wrapper that runs a command as `user`, or nothing when that is the login user.
-    fn wrapper_for(&self, user: Option<&str>) -> (Vec<String>, Option<&str>) {
+    /// The wrapper that runs a command as `user`, or nothing when that is the login user,
+    /// and the password to send first on its stdin, if any.
+    async fn wrapper_for(&self, user: Option<&str>) -> Result<(Vec<String>, Option<&str>)> {
         let Some(user) = user.or(self.become_.as_ref().map(|b| b.user.as_str())) else {
-            return (Vec::new(), None);
+            return Ok((Vec::new(), None));
         };
         if user == self.login_user {
-            return (Vec::new(), None);
+            return Ok((Vec::new(), None));
         }
         let (method, password) = match &self.become_ {
             Some(state) => (state.method.clone(), state.password.as_deref()),
             None if self.login_user == "root" => (BecomeMethod::Runuser, None),
-            None => (BecomeMethod::Sudo, None),
+            // Without ansible_become, sudo is probed when a command first names a
+            // become_user. Only the probe shows whether sudo reads the password from stdin,
+            // or would leave it there for the command to read.
+            None => match &self.become_password {
+                Some(password) => {
+                    let method = self
+                        .command_sudo
+                        .get_or_try_init(|| self.probe_sudo(user, Some(password)))
+                        .await?;
+                    (method.clone(), Some(password.as_str()))
+                }
+                None => (BecomeMethod::Sudo, None),
+            },
         };
         let password = if method == BecomeMethod::SudoPassword {
             password
         } else {
             None
         };
-        (become_wrapper(&method, user), password)
+        Ok((become_wrapper(&method, user), password))
     }
 
     /// Checks once, at connect time, how sudo lets the login user become the target user,
     /// so a missing password is reported before any step runs.
     async fn with_become(mut self, settings: &SshSettings) -> Result<SshTransport> {
+        self.become_password = settings.become_password.clone();
         let Some(wanted) = &settings.become_ else {
             return Ok(self);
         };
@@ -371,61 +404,72 @@ impl SshTransport {
             return Ok(self);
         }
 
-        let probe = |method: BecomeMethod| ExecRequest {
-            argv: [become_wrapper(&method, &wanted.user), vec!["true".into()]].concat(),
-            ..ExecRequest::default()
-        };
-        let output = self.run_command(&probe(BecomeMethod::Sudo), None).await?;
-        let method = if output.success() {
-            BecomeMethod::Sudo
-        } else if output.stderr_text().contains("password") {
-            let Some(password) = &wanted.password else {
-                return Err(TransportError::Other(format!(
-                    "sudo on {} requires a password for {} to become {}, and none was given; \
-                     set ansible_become_password (for example in a vars file passed with -e \
-                     @file), or allow {} to run sudo without a password (NOPASSWD)",
-                    self.label, self.login_user, wanted.user, self.login_user
-                )));
-            };
-            let checked = self
-                .run_command(&probe(BecomeMethod::SudoPassword), Some(password))
-                .await?;
-            if !checked.success() {
-                return Err(TransportError::Other(format!(
-                    "sudo on {} rejected ansible_become_password for {} becoming {}: {}",
-                    self.label,
-                    self.login_user,
-                    wanted.user,
-                    checked.stderr_text().trim()
-                )));
-            }
-            BecomeMethod::SudoPassword
-        } else {
-            return Err(TransportError::Other(format!(
-                "cannot become {} on {} with sudo: {}",
-                wanted.user,
-                self.label,
-                output.stderr_text().trim()
-            )));
-        };
+        let method = self
+            .probe_sudo(&wanted.user, settings.become_password.as_deref())
+            .await?;
         self.become_ = Some(BecomeState {
             user: wanted.user.clone(),
             method,
-            password: wanted.password.clone(),
+            password: settings.become_password.clone(),
         });
         Ok(self)
     }
 
+    /// Finds out how sudo lets the login user run commands as `user`: without a password
+    /// (`sudo -n`), or with `password` on stdin, which this checks. One command, two with a
+    /// password. The method found is used for every other user too.
+    async fn probe_sudo(&self, user: &str, password: Option<&str>) -> Result<BecomeMethod> {
+        let probe = |method: BecomeMethod| ExecRequest {
+            argv: [become_wrapper(&method, user), vec!["true".into()]].concat(),
+            ..ExecRequest::default()
+        };
+        let output = self
+            .run_wrapped(&probe(BecomeMethod::Sudo), &[], None)
+            .await?;
+        if output.success() {
+            return Ok(BecomeMethod::Sudo);
+        }
+        if !output.stderr_text().contains("password") {
+            return Err(TransportError::Other(format!(
+                "cannot become {user} on {} with sudo: {}",
+                self.label,
+                output.stderr_text().trim()
+            )));
+        }
+        let Some(password) = password else {
+            return Err(TransportError::Other(format!(
+                "sudo on {} requires a password for {} to become {user}, and none was given; \
+                 set ansible_become_password (for example in a vars file passed with -e \
+                 @file), or allow {} to run sudo without a password (NOPASSWD)",
+                self.label, self.login_user, self.login_user
+            )));
+        };
+        let checked = self
+            .run_wrapped(&probe(BecomeMethod::SudoPassword), &[], Some(password))
+            .await?;
+        if !checked.success() {
+            return Err(TransportError::Other(format!(
+                "sudo on {} rejected ansible_become_password for {} becoming {user}: {}",
+                self.label,
+                self.login_user,
+                checked.stderr_text().trim()
+            )));
+        }
+        Ok(BecomeMethod::SudoPassword)
+    }
+
     /// Starts the SFTP session: the `sftp` subsystem, or sftp-server through the become
-    /// wrapper, so files are read and written as the become user. Two round trips.
+    /// wrapper, so files are read and written as the become user. Two round trips, during
+    /// which the first command's channel opens too.
     async fn start_sftp(&self) -> Result<()> {
+        self.open_spare_channel();
         self.round_trips.add(1);
         let channel = self
             .session
             .channel_open_session()
             .await
             .map_err(|error| self.russh_error("SFTP", error))?;
-        let (wrapper, password) = self.wrapper_for(None);
+        let (wrapper, password) = self.wrapper_for(None).await?;
         if wrapper.is_empty() {
             channel
                 .request_subsystem(true, "sftp")
@@ -468,15 +512,83 @@ impl SshTransport {
         Ok(())
     }
 
-    /// Runs a command on a new session channel: one round trip to open it, one for the
-    /// command. `password` goes first on stdin, for `sudo -S`.
-    async fn run_command(
+    /// Opens a session channel for a command in the background and keeps it as the spare,
+    /// unless there is one already or the channel limit is reached.
+    fn open_spare_channel(&self) {
+        let mut spare = self.spare_channel.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.is_some() {
+            return;
+        }
+        let Ok(permit) = self.channels.clone().try_acquire_owned() else {
+            return;
+        };
+        let session = self.session.clone();
+        let opening = self
+            .runtime
+            .spawn(async move { session.channel_open_session().await });
+        *spare = Some(SpareChannel { opening, permit });
+    }
+
+    /// Returns an open session channel for a command with its permit: the spare, or a new
+    /// one. Opens the next spare either way, so its open travels with this command's exec
+    /// request. Counts a round trip only when the command has to wait for its channel.
+    async fn command_channel(&self) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit)> {
+        let spare = self
+            .spare_channel
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(spare) = spare {
+            if !spare.opening.is_finished() {
+                self.round_trips.add(1);
+            }
+            match spare.opening.await {
+                Ok(Ok(channel)) => {
+                    self.open_spare_channel();
+                    return Ok((channel, spare.permit));
+                }
+                // Opening a channel now reports why the spare failed, or succeeds where the
+                // host was only out of sessions for a moment.
+                Ok(Err(error)) => {
+                    tracing::debug!(host = %self.inventory_host, %error, "spare channel did not open");
+                }
+                Err(error) => {
+                    tracing::debug!(host = %self.inventory_host, %error, "spare channel task failed");
+                }
+            }
+        }
+
+        let permit = self
+            .channels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.lost("channel limit closed"))?;
+        self.round_trips.add(1);
+        let channel = self
+            .session
+            .channel_open_session()
+            .await
+            .map_err(|error| self.russh_error("a command", error))?;
+        self.open_spare_channel();
+        Ok((channel, permit))
+    }
+
+    /// Runs a command as its `become_user` (or the host's become user) on a session
+    /// channel: one round trip for the command, plus one when its channel was not open in
+    /// advance.
+    async fn run_command(&self, request: &ExecRequest) -> Result<ExecOutput> {
+        let (wrapper, password) = self.wrapper_for(request.become_user.as_deref()).await?;
+        self.run_wrapped(request, &wrapper, password).await
+    }
+
+    /// Runs a command inside `wrapper`. `password` goes first on stdin, for `sudo -S`.
+    async fn run_wrapped(
         &self,
         request: &ExecRequest,
+        wrapper: &[String],
         password: Option<&str>,
     ) -> Result<ExecOutput> {
-        let (wrapper, wrapper_password) = self.wrapper_for(request.become_user.as_deref());
-        let password = password.or(wrapper_password);
         let mut stdin = Vec::new();
         if let Some(password) = password {
             stdin.extend_from_slice(password.as_bytes());
@@ -485,20 +597,10 @@ impl SshTransport {
         if let Some(input) = &request.stdin {
             stdin.extend_from_slice(input);
         }
-        let command = command_line(request, &wrapper, stdin.len());
+        let command = command_line(request, wrapper, stdin.len());
 
-        let permit: OwnedSemaphorePermit = self
-            .channels
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.lost("channel limit closed"))?;
-        self.round_trips.add(2);
-        let channel = self
-            .session
-            .channel_open_session()
-            .await
-            .map_err(|error| self.russh_error("a command", error))?;
+        let (channel, permit) = self.command_channel().await?;
+        self.round_trips.add(1);
         let mut running = RunningChannel::new(channel, permit, self.runtime.clone());
         // When the caller drops this future (an interrupt), `running` drops with it, which
         // stops the command on the host.
@@ -523,7 +625,7 @@ impl SshTransport {
                     stdout,
                     stderr,
                 };
-                self.check_sudo_password(&wrapper, &output)?;
+                self.check_sudo_password(wrapper, &output)?;
                 Ok(output)
             }
             ChannelOutcome::Refused => Err(TransportError::Other(format!(
@@ -668,18 +770,15 @@ impl Transport for SshTransport {
             // SFTP has no recursive removal; walking the tree would cost a round trip per
             // directory, so one `rm -rf` does it.
             let output = self
-                .run_command(
-                    &ExecRequest {
-                        argv: vec![
-                            "rm".into(),
-                            "-rf".into(),
-                            "--".into(),
-                            path.display().to_string(),
-                        ],
-                        ..ExecRequest::default()
-                    },
-                    None,
-                )
+                .run_command(&ExecRequest {
+                    argv: vec![
+                        "rm".into(),
+                        "-rf".into(),
+                        "--".into(),
+                        path.display().to_string(),
+                    ],
+                    ..ExecRequest::default()
+                })
                 .await?;
             if !output.success() {
                 return Err(TransportError::io(
@@ -702,7 +801,7 @@ impl Transport for SshTransport {
             return Err(TransportError::Other("empty command".into()));
         }
         tracing::debug!(host = %self.inventory_host, program = %request.argv[0], "exec");
-        self.run_command(request, None).await
+        self.run_command(request).await
     }
 
     async fn connect_stream(&self, target: &StreamTarget) -> Result<Box<dyn HostStream>> {

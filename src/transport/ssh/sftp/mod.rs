@@ -1,6 +1,9 @@
 //! File operations over SFTP, pipelined: requests that do not depend on each other are sent
 //! together and their replies awaited together, so one burst costs one round trip however many
-//! files it touches. Each public method documents its bursts; the caller counts them.
+//! files it touches. Each public method documents its bursts and counts them.
+
+mod fetch;
+mod handles;
 
 use std::collections::HashMap;
 
@@ -9,6 +12,8 @@ use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite};
+
+use handles::{Forecast, Ledger};
 
 use crate::transport::{FileAttrs, FileKind, FileStat, RoundTrips};
 
@@ -91,6 +96,8 @@ fn put_string(out: &mut Vec<u8>, text: &str) {
 pub struct Sftp {
     session: RawSftpSession,
     extensions: HashMap<String, String>,
+    /// Held by every operation that opens handles, for as long as it has any open.
+    forecast: tokio::sync::Mutex<Forecast>,
 }
 
 /// The stat and contents [`Sftp::fetch`] found at one path.
@@ -119,6 +126,7 @@ impl Sftp {
         Ok(Sftp {
             session,
             extensions: version.extensions,
+            forecast: tokio::sync::Mutex::new(Forecast::new()),
         })
     }
 
@@ -145,140 +153,6 @@ impl Sftp {
             .collect()
     }
 
-    /// Stats (`lstat`, or `stat` with `follow`) and reads several files. Two round trips
-    /// for any number of files: stats and opens together, then every read and close together.
-    ///
-    /// NOTE: the speculative open blocks sftp-server on a FIFO without a writer; the paths
-    /// masrun manages are regular files and directories.
-    pub async fn fetch(
-        &self,
-        paths: &[String],
-        follow: bool,
-        trips: &RoundTrips,
-    ) -> Result<Vec<Option<Fetched>>> {
-        trips.add(1);
-        let stats = join_all(paths.iter().map(|path| async move {
-            if follow {
-                self.session.stat(path.clone()).await
-            } else {
-                self.session.lstat(path.clone()).await
-            }
-        }));
-        let opens = join_all(paths.iter().map(|path| {
-            self.session
-                .open(path.clone(), OpenFlags::READ, FileAttributes::default())
-        }));
-        let (stats, opens) = tokio::join!(stats, opens);
-
-        // Second burst: read each regular file in whole chunks up to the size its stat
-        // reported, and close every handle.
-        let mut plans = Vec::new();
-        for ((path, stat), open) in paths.iter().zip(stats).zip(opens) {
-            let stat = match stat {
-                Ok(attrs) => Some(to_stat(&attrs.attrs)),
-                Err(error) if is_missing(&error) => None,
-                Err(error) => return Err(failure("stat", path, error)),
-            };
-            let handle = match open {
-                Ok(handle) => Some(handle.handle),
-                // A dangling symlink has no contents, as reading it locally finds none.
-                Err(error) if stat.is_none() || is_missing(&error) => None,
-                Err(error) if stat.as_ref().is_some_and(|s| s.kind == FileKind::Directory) => {
-                    drop(error);
-                    None
-                }
-                Err(error) => return Err(failure("open", path, error)),
-            };
-            plans.push((path, stat, handle));
-        }
-        trips.add(1);
-        let reads = join_all(plans.iter().map(|(path, stat, handle)| async move {
-            let Some(handle) = handle else {
-                return Ok(None);
-            };
-            let wants_contents = stat.as_ref().is_some_and(|s| s.kind != FileKind::Directory);
-            let size = stat.as_ref().map(|s| s.size as usize).unwrap_or(0);
-            let chunks = if wants_contents {
-                size.div_ceil(CHUNK)
-            } else {
-                0
-            };
-            let read_requests = join_all((0..chunks).map(|index| {
-                self.session
-                    .read(handle.clone(), (index * CHUNK) as u64, CHUNK as u32)
-            }));
-            let close = self.session.close(handle.clone());
-            let (read_replies, _) = tokio::join!(read_requests, close);
-            if !wants_contents {
-                return Ok(None);
-            }
-
-            let mut contents = Vec::with_capacity(size);
-            let mut complete = true;
-            for reply in read_replies {
-                match reply {
-                    Ok(data) => {
-                        let short = data.data.len() < CHUNK;
-                        contents.extend_from_slice(&data.data);
-                        if short {
-                            complete = contents.len() >= size;
-                            break;
-                        }
-                    }
-                    Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => {
-                        break;
-                    }
-                    Err(error) => return Err(failure("read", path, error)),
-                }
-            }
-            if !complete || (stat.as_ref().is_some_and(|s| s.kind == FileKind::Symlink)) {
-                // A short read before the end, or a symlink whose lstat size is not the
-                // target's: read again, sequentially, to the real end of file.
-                contents = self.read_to_end(path, trips).await?;
-            }
-            Ok(Some(contents))
-        }))
-        .await;
-
-        let mut fetched = Vec::new();
-        for ((_, stat, _), contents) in plans.into_iter().zip(reads) {
-            let contents = contents?;
-            fetched.push(stat.map(|stat| Fetched { stat, contents }));
-        }
-        Ok(fetched)
-    }
-
-    /// Reads one file chunk by chunk until end of file: one round trip per chunk plus open
-    /// and close. Only for the rare cases [`Sftp::fetch`] cannot size in advance.
-    async fn read_to_end(&self, path: &str, trips: &RoundTrips) -> Result<Vec<u8>> {
-        trips.add(1);
-        let handle = self
-            .session
-            .open(path.to_string(), OpenFlags::READ, FileAttributes::default())
-            .await
-            .map_err(|error| failure("open", path, error))?
-            .handle;
-        let mut contents = Vec::new();
-        let result = loop {
-            trips.add(1);
-            match self
-                .session
-                .read(handle.clone(), contents.len() as u64, CHUNK as u32)
-                .await
-            {
-                Ok(data) if data.data.is_empty() => break Ok(()),
-                Ok(data) => contents.extend_from_slice(&data.data),
-                Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => {
-                    break Ok(());
-                }
-                Err(error) => break Err(failure("read", path, error)),
-            }
-        };
-        trips.add(1);
-        let _ = self.session.close(handle).await;
-        result.map(|()| contents)
-    }
-
     /// Replaces `path` atomically. Round trips: open the temporary file; write, sync, set
     /// mode and owner, close; rename over `path` (and open the directory); sync the directory.
     pub async fn write_atomic(
@@ -287,6 +161,24 @@ impl Sftp {
         temp: &str,
         contents: &[u8],
         attrs: FileAttrs,
+        trips: &RoundTrips,
+    ) -> Result<()> {
+        let mut forecast = self.forecast.lock().await;
+        let ledger = forecast.begin();
+        let result = self
+            .write_atomic_tracked(path, temp, contents, attrs, &ledger, trips)
+            .await;
+        forecast.finish(&ledger);
+        result
+    }
+
+    async fn write_atomic_tracked(
+        &self,
+        path: &str,
+        temp: &str,
+        contents: &[u8],
+        attrs: FileAttrs,
+        ledger: &Ledger,
         trips: &RoundTrips,
     ) -> Result<()> {
         // The temporary file starts as 0600, so a secret is never readable by others, even
@@ -306,9 +198,10 @@ impl Sftp {
             .await
             .map_err(|error| failure("create temporary file", temp, error))?
             .handle;
+        ledger.opened();
 
         let result = self
-            .fill_and_rename(&handle, path, temp, contents, attrs, trips)
+            .fill_and_rename(&handle, path, temp, contents, attrs, ledger, trips)
             .await;
         if result.is_err() {
             trips.add(1);
@@ -317,6 +210,7 @@ impl Sftp {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn fill_and_rename(
         &self,
         handle: &str,
@@ -324,6 +218,7 @@ impl Sftp {
         temp: &str,
         contents: &[u8],
         attrs: FileAttrs,
+        ledger: &Ledger,
         trips: &RoundTrips,
     ) -> Result<()> {
         // Requests on one handle are processed in order, so the writes, the sync, the
@@ -355,6 +250,9 @@ impl Sftp {
         };
         let close = self.session.close(handle.to_string());
         let (writes, sync, set_attrs, close) = tokio::join!(writes, sync, set_attrs, close);
+        if close.is_ok() {
+            ledger.closed(handle);
+        }
         for write in writes {
             write.map_err(|error| failure("write", temp, error))?;
         }
@@ -384,14 +282,19 @@ impl Sftp {
         };
         let (renamed, dir_handle) = tokio::join!(self.rename_over(temp, path), open_dir);
 
-        // Sync the directory so the rename survives a crash.
+        // Sync the directory so the rename survives a crash. The FSYNC waits for the rename's
+        // reply, so it cannot reach the server before the rename.
         if let Some(dir_handle) = dir_handle {
+            ledger.opened();
             trips.add(1);
             let dir_handle = dir_handle.handle;
-            let _ = tokio::join!(
+            let (_, closed) = tokio::join!(
                 self.session.fsync(dir_handle.clone()),
-                self.session.close(dir_handle)
+                self.session.close(dir_handle.clone())
             );
+            if closed.is_ok() {
+                ledger.closed(&dir_handle);
+            }
         }
         renamed
     }
