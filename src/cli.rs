@@ -65,7 +65,7 @@ fn without(mut args: Vec<String>, index: usize) -> Vec<String> {
     args_override_self = true,
     about = "Deploy and operate Matrix Authentication Service beside Synapse",
     long_about = "Runs a Rhai task file against the hosts of an Ansible-style inventory.\n\
-                  A bare word runs scripts/<word>.rhai (setup, register-user, syn2mas, doctor); \
+                  A bare word runs scripts/<word>.rhai (masrun ships setup); \
                   a path runs that file. `masrun <task> --help` prints the task's own help.\n\n\
                   `masrun repl` opens a prompt that evaluates Rhai with the task files' \
                   primitives on the selected hosts; `masrun eval EXPR` evaluates one entry.",

@@ -43,6 +43,8 @@ pub fn generate_config(config_dir: &Path, server_name: &str, port: u16) -> PathB
         .arg(&config)
         .args(["--generate-config", "--report-stats=no", "--data-directory"])
         .arg(config_dir)
+        // The generated log config names homeserver.log in the working directory.
+        .current_dir(config_dir)
         .output()
         .unwrap();
     assert!(
