@@ -258,6 +258,17 @@ const OPTIONS_WITH_VALUE: &[&str] = &[
 /// masrun's own flags without a value.
 const FLAGS: &[&str] = &["-C", "--check", "-D", "--diff"];
 
+/// Returns masrun's own option names, to suggest one for a mistyped word after the task.
+pub fn option_names() -> Vec<&'static str> {
+    OPTIONS_WITH_VALUE
+        .iter()
+        .chain(FLAGS)
+        .chain(&["--verbose"])
+        .copied()
+        .filter(|name| name.starts_with("--"))
+        .collect()
+}
+
 /// Moves masrun's own options that follow the task name in front of it, so that
 /// `masrun setup --check -l host` works as written, while every other word after the task
 /// (`register-user alice --admin`, `setup --help`) goes to the task file. After `--` nothing

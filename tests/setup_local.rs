@@ -732,3 +732,24 @@ fn shared_secret_mismatch_is_rejected() {
     run.assert_status(0);
     assert_eq!(config(&shared)["matrix"]["secret"], "Zm9vYmFy+/==");
 }
+
+/// A mistyped option after the task name once reached the task as an argument, and setup ran
+/// for real instead of in check mode.
+#[test]
+fn mistyped_option_after_task_is_rejected() {
+    let root = TestRoot::new();
+    for typo in [&["--chekc"][..], &["--check", "typo-arg"][..]] {
+        let mut args: Vec<String> = vec!["--output".into(), "json".into()];
+        args.extend(root.extra_vars());
+        args.push("setup".into());
+        args.extend(typo.iter().map(|word| word.to_string()));
+        let run = support::masrun(&args);
+        assert_rejected(&root, &run, &["Usage: masrun"]);
+    }
+    let run = support::masrun(&["setup", "--chekc"]);
+    assert!(
+        run.all_output().contains("did you mean --check?"),
+        "{}",
+        run.all_output()
+    );
+}

@@ -6,6 +6,7 @@
 
 pub mod host;
 pub mod paths;
+mod task_args;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -106,6 +107,16 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
         let help = engine::doc_comment(&task)
             .unwrap_or_else(|| format!("{} has no leading //! comment", task.display()));
         return Ok(Prepared::Help(help));
+    }
+    let word = task
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(usage) = engine::doc_comment(&task)
+        .as_deref()
+        .and_then(|doc| task_args::parse_usage(doc, &word))
+    {
+        task_args::check(&cli.args, &usage, &word, &crate::cli::option_names())?;
     }
 
     let selected = select_hosts(
