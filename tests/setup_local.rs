@@ -753,3 +753,27 @@ fn mistyped_option_after_task_is_rejected() {
         run.all_output()
     );
 }
+
+/// Ansible reads a misspelt boolean as false; for matrix_authentication_service_enabled that
+/// meant removing MAS.
+#[test]
+fn misspelt_boolean_is_rejected() {
+    for value in [r#""ture""#, r#""yes please""#, "[true]"] {
+        let root = TestRoot::new();
+        let run = root.setup(&[
+            "-e",
+            &format!(r#"{{"matrix_authentication_service_enabled": {value}}}"#),
+        ]);
+        assert_rejected(
+            &root,
+            &run,
+            &[
+                "matrix_authentication_service_enabled",
+                "must be true or false",
+            ],
+        );
+    }
+    let root = TestRoot::new();
+    let run = root.setup(&["-e", "matrix_authentication_service_enabled=Yes"]);
+    run.assert_status(0);
+}
