@@ -777,3 +777,27 @@ fn misspelt_boolean_is_rejected() {
     let run = root.setup(&["-e", "matrix_authentication_service_enabled=Yes"]);
     run.assert_status(0);
 }
+
+/// Characters outside the Basic Multilingual Plane were escaped as surrogate pairs, which the
+/// YAML reader of the configuration rejects.
+#[test]
+fn emoji_in_provider_name_renders() {
+    let root = TestRoot::new();
+    let providers = serde_json::json!({
+        "matrix_authentication_service_config_upstream_oauth2_providers": [{
+            "id": "01HFVBY12TMNTYTBV8W921M5FA",
+            "issuer": "https://sso.example.com/",
+            "human_name": "Example SSO 🔑",
+            "client_id": "matrix-authentication-service",
+            "client_secret": "example-client-secret",
+            "token_endpoint_auth_method": "client_secret_post",
+        }]
+    });
+    let run = root.setup(&["-e", &providers.to_string()]);
+    run.assert_status(0);
+    let config = config(&root);
+    assert_eq!(
+        config["upstream_oauth2"]["providers"][0]["human_name"],
+        "Example SSO 🔑"
+    );
+}

@@ -121,11 +121,11 @@ fn write_string(out: &mut String, text: &str, ensure_ascii: bool) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c if ensure_ascii && !c.is_ascii() => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
+            // Python escapes a character outside the Basic Multilingual Plane as a surrogate
+            // pair, which YAML readers reject, and config.yaml goes through one. Such a
+            // character stays as it is: JSON allows it, and the text stays readable.
+            c if ensure_ascii && !c.is_ascii() && (c as u32) <= 0xFFFF => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
             }
             c => out.push(c),
         }
@@ -155,11 +155,11 @@ mod tests {
     }
 
     #[test]
-    fn strings_are_escaped_like_python() {
+    fn strings_are_escaped_like_python_but_astral() {
         let value = json!("a\"b\\c\nd\u{1}é😀");
         assert_eq!(
             dump_json(&value, &JsonLayout::compact()),
-            r#""a\"b\\c\nd\u0001\u00e9\ud83d\ude00""#
+            r#""a\"b\\c\nd\u0001\u00e9😀""#
         );
         let layout = JsonLayout {
             ensure_ascii: false,
