@@ -801,3 +801,29 @@ fn emoji_in_provider_name_renders() {
         "Example SSO 🔑"
     );
 }
+
+/// A ULID's first character is 0 to 7 (it holds 128 bits), and MAS's schema takes upper case.
+#[test]
+fn provider_id_overflow_and_case() {
+    let cases = [
+        ("81HFVBY12TMNTYTBV8W921M5FA", "the first 0 to 7"),
+        (
+            "01hfvby12tmntytbv8w921m5fa",
+            "upper case only: 01HFVBY12TMNTYTBV8W921M5FA",
+        ),
+    ];
+    for (id, needle) in cases {
+        let root = TestRoot::new();
+        let providers = serde_json::json!({
+            "matrix_authentication_service_config_upstream_oauth2_providers": [{
+                "id": id,
+                "issuer": "https://sso.example.com/",
+                "client_id": "matrix",
+                "client_secret": "example-secret",
+                "token_endpoint_auth_method": "client_secret_post",
+            }]
+        });
+        let run = root.setup(&["-e", &providers.to_string()]);
+        assert_rejected(&root, &run, &[id, needle]);
+    }
+}
