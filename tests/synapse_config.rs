@@ -307,4 +307,37 @@ fn sqlite_users_block_delegation() {
     assert!(output.contains("masrun_mas_fresh_start"), "{output}");
     assert_eq!(hs.config_text(), before, "homeserver.yaml changed");
     assert!(!hs.root.mas().exists(), "MAS files were written");
+
+    // Files only, as in the example inventory: SQLite is still counted, and MAS cannot hold
+    // users that syn2mas never read.
+    let files_only = hs.root.setup(&[]);
+    files_only.assert_status(2);
+    let output = files_only.all_output();
+    assert!(output.contains("1 local user(s)"), "{output}");
+    assert!(output.contains("synapse_port_db"), "{output}");
+    assert_eq!(hs.config_text(), before, "homeserver.yaml changed");
+}
+
+/// Where masrun does not manage the database server, it cannot count the users of a Synapse on
+/// PostgreSQL, and says so instead of staying silent.
+#[test]
+fn unmanaged_postgres_users_warn() {
+    let hs = Homeserver::new();
+    let text = hs.config_text();
+    let start = text.find("database:\n").unwrap();
+    let end = start + text[start..].find("\nlog_config").unwrap();
+    let postgres = "database:\n  name: psycopg2\n  args:\n    user: synapse\n    database: synapse_main\n    host: db.invalid";
+    std::fs::write(
+        &hs.config,
+        format!("{}{postgres}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+
+    let run = hs.root.setup(&[]);
+    run.assert_status(0);
+    let output = run.all_output();
+    assert!(
+        output.contains("cannot check that Synapse's users in synapse_main"),
+        "{output}"
+    );
 }
