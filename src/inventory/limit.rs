@@ -218,7 +218,8 @@ impl Inventory {
         InventoryError::Limit {
             pattern: limit.to_string(),
             message: format!(
-                "{message} Known hosts: {hosts}. Known groups: {}.",
+                "{}. Known hosts: {hosts}. Known groups: {}.",
+                message.trim_end_matches('.'),
                 groups.join(", ")
             ),
         }

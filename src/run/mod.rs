@@ -90,6 +90,13 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
     let project_dir = search.project_dir.clone();
 
     let task = paths::find_task(&cli.task, &project_dir).map_err(|searched| {
+        if let Some(dir) = searched.iter().find(|path| path.is_dir()) {
+            return format!(
+                "task '{}' is a directory ({}); give a .rhai file or a task name",
+                cli.task,
+                dir.display()
+            );
+        }
         let searched: Vec<String> = searched.iter().map(|p| p.display().to_string()).collect();
         let available = paths::available_tasks(&project_dir);
         format!(

@@ -72,7 +72,11 @@ pub fn find_task(task: &str, project_dir: &Path) -> Result<PathBuf, Vec<PathBuf>
     }
     let mut candidates = vec![project_dir.join("scripts").join(format!("{task}.rhai"))];
     if let Some(install) = install_dir() {
-        candidates.push(install.join("scripts").join(format!("{task}.rhai")));
+        let installed = install.join("scripts").join(format!("{task}.rhai"));
+        // The project may be the installed copy; list that path once.
+        if !same_file(&project_dir.join("scripts"), &install.join("scripts")) {
+            candidates.push(installed);
+        }
     }
     match candidates.iter().find(|c| c.is_file()) {
         Some(found) => Ok(found.clone()),
