@@ -104,7 +104,11 @@ fn attr_changes(current: &FileStat, wanted: &WantedAttrs) -> (FileAttrs, Vec<Str
         needed.gid = Some(gid);
         notes.push(format!("group {} -> {gid}", current.gid));
     }
-    for name in &wanted.pending {
+    // In check mode an account that an earlier step would create does not exist yet; owner
+    // and group often share the name, which is named once.
+    let mut pending: Vec<&String> = wanted.pending.iter().collect();
+    pending.dedup();
+    for name in pending {
         notes.push(format!("owner or group '{name}' (not created yet)"));
     }
     (needed, notes)
