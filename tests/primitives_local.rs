@@ -314,14 +314,42 @@ fn limit_selects_hosts_and_rejects_unknown() {
     );
 }
 
+/// A typo in a host's connection settings is bad input: no host is contacted, so the other
+/// hosts do not run either, and the message names the inventory line.
 #[test]
-fn unsupported_connection_is_unreachable() {
-    let project =
-        Project::new("[a]\nremote ansible_connection=winrm\nlocalhost ansible_connection=local\n");
-    let run = project.run(r#"print(host);"#, &[]);
-    run.assert_status(3);
-    assert_eq!(run.recap("remote")["unreachable"], 1);
-    assert_eq!(messages(&run), ["localhost"], "the other host still ran");
+fn invalid_connection_settings_are_bad_input() {
+    let cases = [
+        (
+            "ansible_connection=winrm",
+            "is not supported; use ssh or local",
+        ),
+        (
+            "ansible_host=127.0.0.1 ansible_port=abc",
+            "ansible_port: must be a TCP port",
+        ),
+        (
+            "ansible_host=127.0.0.1 ansible_port=0",
+            "ansible_port: must be a TCP port",
+        ),
+        (
+            "ansible_host=127.0.0.1 ansible_ssh_private_key_file=/nonexistent/id_ed25519",
+            "/nonexistent/id_ed25519 does not exist",
+        ),
+    ];
+    for (settings, needle) in cases {
+        let project = Project::new(&format!(
+            "[a]\nremote {settings}\nlocalhost ansible_connection=local\n"
+        ));
+        let run = project.run(r#"print(host);"#, &[]);
+        run.assert_status(2);
+        let output = run.all_output();
+        assert!(output.contains(needle), "{settings}: {output}");
+        assert!(output.contains("hosts:2"), "{settings}: the line: {output}");
+        assert!(
+            messages(&run).is_empty(),
+            "{settings}: a host ran: {output}"
+        );
+    }
 }
 
 /// A one-route HTTP server on loopback that answers `status` with `body`, starting after

@@ -6,6 +6,7 @@
 
 pub mod host;
 pub mod paths;
+mod preflight;
 mod task_args;
 
 use std::collections::BTreeSet;
@@ -321,6 +322,20 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
         cli.known_hosts.clone(),
         cli.host_key_policy.map(HostKeyPolicyArg::policy),
     );
+    // Connection variables are checked for every host before any is contacted.
+    let mut invalid = 0;
+    for (name, vars) in &plan.hosts {
+        for issue in preflight::check_connection(name, vars) {
+            report_issue(&reporter, &issue);
+            invalid += 1;
+        }
+    }
+    if invalid > 0 {
+        reporter.fatal(&format!(
+            "{invalid} connection setting(s) are invalid; no host was contacted"
+        ));
+        return ExitStatus::BadInput;
+    }
     for (name, _) in &plan.hosts {
         reporter.host_started(name);
     }
