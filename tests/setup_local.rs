@@ -827,3 +827,37 @@ fn provider_id_overflow_and_case() {
         assert_rejected(&root, &run, &[id, needle]);
     }
 }
+
+/// YAML reads bare `yes` as a boolean and `0750` as a number; MAS rejects such values only when
+/// it starts, so validation names them first.
+#[test]
+fn wrong_types_are_rejected() {
+    let cases = [
+        (
+            r#"{"matrix_authentication_service_config_upstream_oauth2_providers": "not a list"}"#,
+            "must be a list of maps",
+        ),
+        (
+            r#"{"matrix_authentication_service_config_database_port": "abc"}"#,
+            "must be a port number from 1 to 65535",
+        ),
+        (
+            r#"{"matrix_authentication_service_config_database_username": 488}"#,
+            "must be a string (got 488)",
+        ),
+        (
+            r#"{"matrix_authentication_service_config_upstream_oauth2_providers": [{"id": "01HFVBY12TMNTYTBV8W921M5FA", "issuer": "https://sso.example.com/", "client_id": "x", "client_secret": 987654321987, "token_endpoint_auth_method": "client_secret_post"}]}"#,
+            "[0].client_secret must be a string (got a value of type i64)",
+        ),
+    ];
+    for (vars, needle) in cases {
+        let root = TestRoot::new();
+        let run = root.setup(&["-e", vars]);
+        assert_rejected(&root, &run, &[needle]);
+        assert!(
+            !run.all_output().contains("987654321987"),
+            "a secret leaked: {}",
+            run.all_output()
+        );
+    }
+}
