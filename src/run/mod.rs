@@ -383,9 +383,19 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
             }));
         }
         let mut errors = 0;
+        // One cause can reach several checks that report it in the same words.
+        let mut reported = std::collections::HashSet::new();
         for task in tasks {
             let issues = task.await.unwrap_or_default();
             for issue in issues {
+                let key = (
+                    issue.host.clone(),
+                    issue.variable.clone(),
+                    issue.message.clone(),
+                );
+                if !reported.insert(key) {
+                    continue;
+                }
                 report_issue(&reporter, &issue);
                 errors += usize::from(issue.is_error);
             }
