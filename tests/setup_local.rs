@@ -861,3 +861,19 @@ fn wrong_types_are_rejected() {
         );
     }
 }
+
+/// An error about a variable derived in masrun's defaults names the operator's variable it
+/// came from, since that is where the fix goes.
+#[test]
+fn derived_variable_error_names_source() {
+    let root = TestRoot::new();
+    let run = root.setup(&["-e", r#"{"matrix_domain": ["example.com"]}"#]);
+    assert_rejected(
+        &root,
+        &run,
+        &[
+            "matrix_authentication_service_hostname",
+            "it is derived from matrix_domain (set at the command line (-e))",
+        ],
+    );
+}

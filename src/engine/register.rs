@@ -383,11 +383,38 @@ fn validation_module(ctx: &Arc<HostContext>) -> Module {
         .set_into_module(
             &mut module,
             move |variable: ImmutableString, message: ImmutableString| -> RhaiResult<()> {
+                let origin = with_var.vars.origin(&variable);
+                let mut message = message.to_string();
+                // A default derived from the operator's variables: name those, since that is
+                // where the fix goes.
+                if origin
+                    .as_ref()
+                    .is_some_and(|origin| origin.layer == crate::vars::source::Layer::Defaults)
+                {
+                    let sources: Vec<String> = with_var
+                        .vars
+                        .operator_sources(&variable)
+                        .into_iter()
+                        .map(|(name, origin)| format!("{name} (set at {origin})"))
+                        .collect();
+                    // A handful is a hint; a long list would bury the message.
+                    let shown = sources.len().min(4);
+                    if shown > 0 {
+                        let more = match sources.len() - shown {
+                            0 => String::new(),
+                            rest => format!(" and {rest} more"),
+                        };
+                        message.push_str(&format!(
+                            "; it is derived from {}{more}",
+                            sources[..shown].join(", ")
+                        ));
+                    }
+                }
                 with_var.add_issue(ValidationIssue {
                     host: with_var.name.clone(),
                     variable: Some(variable.to_string()),
-                    origin: with_var.vars.origin(&variable),
-                    message: message.to_string(),
+                    origin,
+                    message,
                     is_error,
                 });
                 Ok(())

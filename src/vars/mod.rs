@@ -156,6 +156,41 @@ impl HostVars {
         self.resolver.entry(name).map(|entry| entry.raw.clone())
     }
 
+    /// Returns the variables set outside masrun's defaults that `name`'s value is derived from,
+    /// following the templates of default values, with where each was set. An error about a
+    /// derived variable such as `matrix_authentication_service_hostname` can then name the
+    /// operator's `matrix_domain`.
+    pub fn operator_sources(&self, name: &str) -> Vec<(String, Origin)> {
+        let mut sources = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut pending = vec![name.to_string()];
+        while let Some(current) = pending.pop() {
+            if !seen.insert(current.clone()) || seen.len() > 200 {
+                continue;
+            }
+            let Some(raw) = self.raw(&current) else {
+                continue;
+            };
+            if current != name && raw.origin.layer != source::Layer::Defaults {
+                sources.push((current, raw.origin));
+                continue;
+            }
+            let mut text = String::new();
+            collect_strings(&raw.value, &mut text);
+            if !text.contains("{{") && !text.contains("{%") {
+                continue;
+            }
+            let words = text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+            pending.extend(
+                words
+                    .filter(|word| !word.is_empty() && self.contains(word))
+                    .map(str::to_string),
+            );
+        }
+        sources.sort_by(|a, b| a.0.cmp(&b.0));
+        sources
+    }
+
     /// Returns the names of all variables, sorted.
     pub fn names(&self) -> Vec<String> {
         self.resolver.names()
@@ -270,5 +305,18 @@ impl HostVars {
             .filter(|(similarity, _)| *similarity >= SUGGESTION_MIN_SIMILARITY)
             .max_by(|a, b| a.0.total_cmp(&b.0))
             .map(|(_, candidate)| candidate)
+    }
+}
+
+/// Appends every string inside `value` to `out`, separated by newlines.
+fn collect_strings(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::String(text) => {
+            out.push_str(text);
+            out.push('\n');
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| collect_strings(item, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|item| collect_strings(item, out)),
+        _ => {}
     }
 }
