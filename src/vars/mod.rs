@@ -62,6 +62,7 @@ pub use self::filters::{ansible_bool, environment};
 use self::resolve::{Entry, Resolution, Resolver};
 pub use self::secrets::is_secret_name;
 pub use self::text::shell_quote;
+pub use self::yaml_text::double_quoted as yaml_double_quoted;
 
 /// Deep-merges `overlay` into `base` the way `combine(recursive=True)` does: maps merge key by
 /// key, anything else (lists included) is replaced. A non-map `overlay` replaces `base`.
