@@ -216,17 +216,23 @@ impl HostVars {
 
     /// Collects the secret values to redact from output.
     ///
-    /// These are the strings of at least [`secrets::SECRET_MIN_LEN`] characters in the resolved
-    /// value of each variable whose name looks secret ([`is_secret_name`]). Inside any other
-    /// variable's value, they are such strings under a secret-looking map key
-    /// ([`secrets::SECRET_KEYS`]). Variables that fail to resolve are skipped. The result has no
-    /// duplicates and lists longer values first, so that a redactor replacing them in order
-    /// never leaves part of a longer secret behind.
+    /// These are the strings and numbers of at least [`secrets::SECRET_MIN_LEN`] characters
+    /// in the value of each variable whose name looks secret ([`is_secret_name`]). Inside any
+    /// other variable's value, they are such values under a secret-looking map key
+    /// ([`secrets::SECRET_KEYS`]). A variable that fails to resolve contributes its raw
+    /// value instead, because the render error may quote that text, for example a secret
+    /// that contains `{%` by chance. The result has no duplicates and lists longer values
+    /// first, so that a redactor replacing them in order never leaves part of a longer secret
+    /// behind.
     pub fn secrets(&self) -> Vec<String> {
         let mut found = Vec::new();
         for name in self.names() {
-            let Ok(value) = self.get(&name) else {
-                continue;
+            let value = match self.get(&name) {
+                Ok(value) => value,
+                Err(_) => match self.raw(&name) {
+                    Some(raw) => raw.value,
+                    None => continue,
+                },
             };
             if is_secret_name(&name) {
                 secrets::collect_all_strings(&value, &mut found);
