@@ -456,6 +456,35 @@ fn render_error_hides_jinja_in_secrets() {
 }
 
 #[test]
+fn undefined_name_inside_secret_hidden() {
+    let provider = provider_with_secret("CLIENTabc{{ xyzzysecretpart }}".into());
+    let pieces = ["CLIENTabc", "xyzzysecretpart"];
+    let root = TestRoot::new();
+
+    let human = setup_human(&root, &["--check", "-e", &provider]);
+    human.assert_status(2);
+    assert!(
+        human.all_output().contains("is undefined"),
+        "{}",
+        human.all_output()
+    );
+    assert_not_printed(&human, &pieces);
+
+    let json = root.setup(&["--check", "-e", &provider]);
+    json.assert_status(2);
+    assert_not_printed(&json, &pieces);
+
+    let eval = masrun(&[
+        "-e",
+        &provider,
+        "eval",
+        "vars.matrix_authentication_service_config_upstream_oauth2_providers",
+    ]);
+    eval.assert_status(2);
+    assert_not_printed(&eval, &pieces);
+}
+
+#[test]
 fn task_help_prints_doc_comment() {
     let run = masrun(&["setup", "--help"]);
     run.assert_status(0);

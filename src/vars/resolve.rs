@@ -215,8 +215,6 @@ impl Resolver {
                     } else {
                         key.clone()
                     };
-                    // NOTE: only the template text and the engine's detail are withheld. An
-                    // undefined name inside a secret value (`abc{{ xyz }}`) is still named.
                     let secret = secret || is_secret_key(&key);
                     rendered.insert(key, self.render_json(value, referrer, resolution, secret)?);
                 }

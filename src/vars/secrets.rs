@@ -85,7 +85,8 @@ pub(crate) fn collect_keyed_secrets(value: &Json, out: &mut Vec<String>) {
     }
 }
 
-fn push_secret(text: &str, out: &mut Vec<String>) {
+/// Adds `text` to `out` unless it is shorter than [`SECRET_MIN_LEN`].
+pub(crate) fn push_secret(text: &str, out: &mut Vec<String>) {
     if text.chars().count() >= SECRET_MIN_LEN {
         out.push(text.to_string());
     }

@@ -692,6 +692,7 @@ fn secrets_include_nested_client_secret() {
             "generic-secret-value".to_string(),
             "{{ undefined_name }}".to_string(),
             "upstream-secret".to_string(),
+            "undefined_name".to_string(),
         ]
     );
 }
@@ -703,6 +704,30 @@ fn secrets_include_raw_text_of_failing_variable() {
         json!([{"client_id": "mas", "client_secret": "CLIENTSECRETabc{%def"}]),
     )]);
     assert_eq!(vars.secrets(), vec!["CLIENTSECRETabc{%def".to_string()]);
+}
+
+#[test]
+fn secrets_include_undefined_name_inside_secret() {
+    let vars = host_vars(&[(
+        "providers",
+        json!([{"client_id": "mas", "client_secret": "CLIENTabc{{ xyzzysecretpart }}"}]),
+    )]);
+    assert_eq!(
+        vars.secrets(),
+        vec![
+            "CLIENTabc{{ xyzzysecretpart }}".to_string(),
+            "xyzzysecretpart".to_string()
+        ]
+    );
+}
+
+#[test]
+fn secrets_exclude_misspelled_variable_name() {
+    let vars = host_vars(&[
+        ("matrix_domain", json!("example.com")),
+        ("backup_password", json!("{{ matrix_domian }}-pw")),
+    ]);
+    assert_eq!(vars.secrets(), vec!["{{ matrix_domian }}-pw".to_string()]);
 }
 
 #[test]
