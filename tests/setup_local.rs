@@ -425,6 +425,22 @@ fn short_secret_masked_at_its_key() {
         "{}",
         eval.stdout()
     );
+
+    let eval_json = masrun(&[
+        "-e",
+        &provider,
+        "eval",
+        "--output",
+        "json",
+        "vars.matrix_authentication_service_config_upstream_oauth2_providers",
+    ]);
+    eval_json.assert_status(0);
+    assert_eq!(
+        eval_json.events()[0]["result"][0]["client_secret"],
+        "********",
+        "{}",
+        eval_json.stdout()
+    );
 }
 
 #[test]

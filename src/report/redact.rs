@@ -3,6 +3,8 @@
 
 use std::sync::RwLock;
 
+use super::secret_lines::is_secret_key;
+
 /// The text that replaces a secret in output.
 pub const MASK: &str = "********";
 
@@ -118,7 +120,9 @@ impl Redactor {
     }
 
     /// Masks every string, key and number of a JSON value. A masked number becomes the string
-    /// [`MASK`], so the event stays valid JSON where masking its text would not.
+    /// [`MASK`], so the event stays valid JSON where masking its text would not. Strings and
+    /// numbers under a secret key ([`is_secret_key`]) are masked whatever their text, as
+    /// diffs mask them by position.
     pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
         use serde_json::Value;
         match value {
@@ -136,7 +140,14 @@ impl Redactor {
             }
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .map(|(key, item)| (self.redact(key), self.redact_json(item)))
+                    .map(|(key, item)| {
+                        let item = if is_secret_key(key) {
+                            mask_scalars(item)
+                        } else {
+                            self.redact_json(item)
+                        };
+                        (self.redact(key), item)
+                    })
                     .collect(),
             ),
             other => other.clone(),
@@ -152,6 +163,21 @@ impl Redactor {
             }
         }
         output
+    }
+}
+
+/// Replaces every string and number inside `value` with [`MASK`].
+fn mask_scalars(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(_) | Value::Number(_) => Value::String(MASK.to_string()),
+        Value::Array(items) => Value::Array(items.iter().map(mask_scalars).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| (key.clone(), mask_scalars(item)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -259,6 +285,16 @@ mod tests {
         assert_eq!(
             redactor.redact_json(&value),
             serde_json::json!({"client_secret": MASK, "port": 8080, "s": "x********"})
+        );
+    }
+
+    #[test]
+    fn masks_json_values_at_secret_keys() {
+        let redactor = Redactor::new();
+        let value = serde_json::json!([{"client_id": "mas", "client_secret": "yes", "private_key": {"pem": "x", "bits": 2048, "ok": true}}]);
+        assert_eq!(
+            redactor.redact_json(&value),
+            serde_json::json!([{"client_id": "mas", "client_secret": MASK, "private_key": {"pem": MASK, "bits": MASK, "ok": true}}])
         );
     }
 
