@@ -216,6 +216,290 @@ fn diff_masks_secrets() {
     }
 }
 
+/// Runs `masrun setup` with human output, relocated into `root` like [`TestRoot::setup`].
+fn setup_human(root: &TestRoot, extra: &[&str]) -> support::Run {
+    let mut args = root.extra_vars();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("setup".into());
+    masrun(&args)
+}
+
+/// Asserts that no secret appears anywhere in a run's stdout or stderr.
+#[track_caller]
+fn assert_not_printed(run: &support::Run, secrets: &[&str]) {
+    let output = run.all_output();
+    for secret in secrets {
+        assert!(
+            !output.contains(secret),
+            "secret {secret:?} leaked:\n{output}"
+        );
+    }
+}
+
+/// Builds the `-e` JSON that replaces the example's upstream provider by one with `client_secret`.
+fn provider_with_secret(client_secret: serde_json::Value) -> String {
+    serde_json::json!({
+        "matrix_authentication_service_config_upstream_oauth2_providers": [{
+            "id": "01HFVBY12TMNTYTBV8W921M5FA",
+            "issuer": "https://sso.example.com/",
+            "client_id": "matrix-authentication-service",
+            "client_secret": client_secret,
+            "token_endpoint_auth_method": "client_secret_post",
+        }]
+    })
+    .to_string()
+}
+
+/// A Synapse configuration with secrets of its own, which masrun edits in place.
+const HOMESERVER_YAML: &str = "\
+server_name: example.com
+database:
+  name: psycopg2
+  args:
+    user: synapse
+    password: synapse-db-password-0001
+    database: synapse
+macaroon_secret_key: \"macaroon-secret-0002\"
+registration_shared_secret: 'registration-secret-0003'
+form_secret: form-secret-0004
+matrix_authentication_service:
+  enabled: true
+  endpoint: http://matrix-authentication-service:8080/auth/
+  secret: old-shared-secret-0005
+";
+
+#[test]
+fn diff_masks_deployed_secrets() {
+    let root = TestRoot::new();
+    let synapse_config = root.base().join("synapse/config");
+    std::fs::create_dir_all(&synapse_config).unwrap();
+    std::fs::write(synapse_config.join("homeserver.yaml"), HOMESERVER_YAML).unwrap();
+    let synapse_secrets = [
+        "synapse-db-password-0001",
+        "macaroon-secret-0002",
+        "registration-secret-0003",
+        "form-secret-0004",
+        "old-shared-secret-0005",
+    ];
+
+    let first = setup_human(&root, &["--diff"]);
+    first.assert_status(0);
+    assert!(
+        first.all_output().contains("homeserver.yaml"),
+        "homeserver.yaml edited:\n{}",
+        first.all_output()
+    );
+    assert_not_printed(&first, &synapse_secrets);
+
+    let deployed = config(&root);
+    let deployed_secrets: Vec<String> = [
+        &deployed["database"]["password"],
+        &deployed["matrix"]["secret"],
+        &deployed["secrets"]["encryption"],
+        &deployed["upstream_oauth2"]["providers"][0]["client_secret"],
+    ]
+    .iter()
+    .map(|value| value.as_str().expect("a deployed secret").to_string())
+    .collect();
+    let mut old_secrets: Vec<&str> = deployed_secrets.iter().map(String::as_str).collect();
+    old_secrets.extend(synapse_secrets);
+
+    let new_encryption = "b".repeat(64);
+    let changes = [
+        "--check".to_string(),
+        "--diff".to_string(),
+        "-e".to_string(),
+        "matrix_homeserver_generic_secret_key=rotated-generic-secret-0123456789".to_string(),
+        "-e".to_string(),
+        "masrun_allow_encryption_secret_change=true".to_string(),
+        "-e".to_string(),
+        format!("matrix_authentication_service_config_secrets_encryption={new_encryption}"),
+        "-e".to_string(),
+        provider_with_secret("rotated-client-secret".into()),
+    ];
+    let changes: Vec<&str> = changes.iter().map(String::as_str).collect();
+
+    let human = setup_human(&root, &changes);
+    human.assert_status(0);
+    let output = human.all_output();
+    for line in [
+        "-  password: ********",
+        "+  password: ********",
+        "-  encryption: ********",
+        "-    client_secret: ********",
+        "-  secret: ********",
+    ] {
+        assert!(output.contains(line), "diff has {line:?}:\n{output}");
+    }
+    assert_not_printed(&human, &old_secrets);
+
+    let json = root.setup(&changes);
+    json.assert_status(0);
+    assert!(
+        json.stdout().contains("+++ b"),
+        "diff shown:\n{}",
+        json.stdout()
+    );
+    assert_not_printed(&json, &old_secrets);
+}
+
+#[test]
+fn diff_masks_multiline_escaped_and_numeric_secrets() {
+    let cases = [
+        (
+            serde_json::json!("CLIENTsec\nCLIENTLINE2 more"),
+            vec!["CLIENTsec", "CLIENTLINE2 more"],
+        ),
+        (serde_json::json!("ctl\u{7}BELLx"), vec!["BELLx"]),
+        (serde_json::json!(987654321987_u64), vec!["987654321987"]),
+    ];
+    for (secret, pieces) in cases {
+        let provider = provider_with_secret(secret.clone());
+        let root = TestRoot::new();
+        let args = ["--check", "--diff", "-e", &provider];
+
+        let human = setup_human(&root, &args);
+        human.assert_status(0);
+        assert!(
+            human.all_output().contains("client_secret: "),
+            "diff shows the provider:\n{}",
+            human.all_output()
+        );
+        assert_not_printed(&human, &pieces);
+
+        let json = root.setup(&args);
+        json.assert_status(0);
+        assert_not_printed(&json, &pieces);
+        assert!(
+            json.stdout()
+                .lines()
+                .all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()),
+            "every line of {secret} is JSON:\n{}",
+            json.stdout()
+        );
+
+        let expression = "vars.matrix_authentication_service_config_upstream_oauth2_providers";
+        let eval = masrun(&["-e", &provider, "eval", expression]);
+        eval.assert_status(0);
+        assert!(
+            eval.stdout().contains("client_secret: "),
+            "{}",
+            eval.stdout()
+        );
+        assert_not_printed(&eval, &pieces);
+
+        let eval_json = masrun(&["-e", &provider, "eval", "--output", "json", expression]);
+        eval_json.assert_status(0);
+        assert_eq!(
+            eval_json.events()[0]["result"][0]["client_secret"],
+            "********",
+            "{}",
+            eval_json.stdout()
+        );
+        assert_not_printed(&eval_json, &pieces);
+    }
+}
+
+#[test]
+fn short_secret_masked_at_its_key() {
+    let provider = provider_with_secret("yes".into());
+    let root = TestRoot::new();
+    let run = setup_human(&root, &["--check", "--diff", "-e", &provider]);
+    run.assert_status(0);
+    let output = run.all_output();
+    assert!(
+        output.contains("+    client_secret: '********'"),
+        "diff masks the value:\n{output}"
+    );
+    assert!(!output.contains("client_secret: 'yes'"), "{output}");
+
+    let eval = masrun(&[
+        "-e",
+        &provider,
+        "eval",
+        "vars.matrix_authentication_service_config_upstream_oauth2_providers",
+    ]);
+    eval.assert_status(0);
+    assert!(
+        eval.stdout().contains("client_secret: '********'"),
+        "{}",
+        eval.stdout()
+    );
+
+    let eval_json = masrun(&[
+        "-e",
+        &provider,
+        "eval",
+        "--output",
+        "json",
+        "vars.matrix_authentication_service_config_upstream_oauth2_providers",
+    ]);
+    eval_json.assert_status(0);
+    assert_eq!(
+        eval_json.events()[0]["result"][0]["client_secret"],
+        "********",
+        "{}",
+        eval_json.stdout()
+    );
+}
+
+#[test]
+fn render_error_hides_jinja_in_secrets() {
+    let nested = provider_with_secret("CLIENTSECRETabc{%def".into());
+    let cases = [
+        (nested.as_str(), "CLIENTSECRETabc"),
+        (
+            "matrix_homeserver_generic_secret_key='GENSECRETabc{{def'",
+            "GENSECRETabc",
+        ),
+    ];
+    for (variable, secret) in cases {
+        let root = TestRoot::new();
+        let human = setup_human(&root, &["--check", "-e", variable]);
+        human.assert_status(2);
+        let output = human.all_output();
+        assert!(output.contains("failed to render"), "{output}");
+        assert!(
+            output.contains("!unsafe"),
+            "tells how to quote it:\n{output}"
+        );
+        assert_not_printed(&human, &[secret]);
+
+        let json = root.setup(&["--check", "-e", variable]);
+        json.assert_status(2);
+        assert_not_printed(&json, &[secret]);
+    }
+}
+
+#[test]
+fn undefined_name_inside_secret_hidden() {
+    let provider = provider_with_secret("CLIENTabc{{ xyzzysecretpart }}".into());
+    let pieces = ["CLIENTabc", "xyzzysecretpart"];
+    let root = TestRoot::new();
+
+    let human = setup_human(&root, &["--check", "-e", &provider]);
+    human.assert_status(2);
+    assert!(
+        human.all_output().contains("is undefined"),
+        "{}",
+        human.all_output()
+    );
+    assert_not_printed(&human, &pieces);
+
+    let json = root.setup(&["--check", "-e", &provider]);
+    json.assert_status(2);
+    assert_not_printed(&json, &pieces);
+
+    let eval = masrun(&[
+        "-e",
+        &provider,
+        "eval",
+        "vars.matrix_authentication_service_config_upstream_oauth2_providers",
+    ]);
+    eval.assert_status(2);
+    assert_not_printed(&eval, &pieces);
+}
+
 #[test]
 fn task_help_prints_doc_comment() {
     let run = masrun(&["setup", "--help"]);

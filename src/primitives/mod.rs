@@ -14,7 +14,9 @@ pub mod yaml_edit;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use similar::ChangeTag;
 
+use crate::report::secret_lines::mask_secret_values;
 use crate::report::{Status, Step};
 use crate::run::host::HostContext;
 use crate::transport::{ExecRequest, TransportError};
@@ -332,6 +334,11 @@ pub fn format_mode(bits: u32) -> String {
 }
 
 /// A unified diff between two texts, labelled with the path. Binary content is summarised.
+///
+/// Values at secret keys are masked on both sides by position
+/// ([`mask_secret_values`]), since the old side shows what is on the host, which may be a
+/// secret that this run's variables no longer contain. A changed secret therefore shows as a
+/// changed line with both values masked.
 pub fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
     let old_text = old.map(String::from_utf8_lossy).unwrap_or_default();
     let new_text = String::from_utf8_lossy(new);
@@ -345,9 +352,52 @@ pub fn text_diff(path: &str, old: Option<&[u8]>, new: &[u8]) -> String {
     } else {
         "/dev/null".to_string()
     };
-    similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref())
-        .unified_diff()
-        .context_radius(3)
-        .header(&old_label, &format!("b{path}"))
-        .to_string()
+
+    let diff = similar::TextDiff::from_lines(old_text.as_ref(), new_text.as_ref());
+    let old_lines = mask_secret_values(diff.old_slices());
+    let new_lines = mask_secret_values(diff.new_slices());
+    let mut text = String::new();
+    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+        if text.is_empty() {
+            text.push_str(&format!("--- {old_label}\n+++ b{path}\n"));
+        }
+        text.push_str(&format!("{}\n", hunk.header()));
+        for change in hunk.iter_changes() {
+            let line = match (change.tag(), change.old_index(), change.new_index()) {
+                (ChangeTag::Delete, Some(index), _) => &old_lines[index],
+                (_, _, Some(index)) => &new_lines[index],
+                _ => continue,
+            };
+            text.push_str(&format!("{}{line}", change.tag()));
+            if !line.ends_with('\n') {
+                text.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_diff_masks_secret_values_on_both_sides() {
+        let old = "database:\n  host: db\n  password: old-password\n  port: 5432\n";
+        let new = "database:\n  host: db\n  password: new-password\n  port: 5432\n";
+        let diff = text_diff("/c.yaml", Some(old.as_bytes()), new.as_bytes());
+        assert_eq!(
+            diff,
+            "--- a/c.yaml\n+++ b/c.yaml\n@@ -1,4 +1,4 @@\n database:\n   host: db\n-  password: ********\n+  password: ********\n   port: 5432\n"
+        );
+    }
+
+    #[test]
+    fn text_diff_of_new_file_without_final_newline() {
+        let diff = text_diff("/env", None, b"TOKEN=abc\nA=1");
+        assert_eq!(
+            diff,
+            "--- /dev/null\n+++ b/env\n@@ -0,0 +1,2 @@\n+TOKEN=********\n+A=1\n\\ No newline at end of file\n"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rhai::Dynamic;
 use serde_json::{Value, json};
 
+use crate::report::secret_lines::mask_secret_values;
 use crate::report::{OutputFormat, Redactor};
 
 pub struct Printer {
@@ -100,6 +101,7 @@ impl Printer {
     }
 
     fn json(&self, value: &Value) {
+        let value = self.redactor.redact_json(value);
         let line = self.redactor.redact(&value.to_string());
         let _ = writeln!(std::io::stdout().lock(), "{line}");
     }
@@ -120,6 +122,8 @@ pub fn to_json(value: &Dynamic) -> Value {
 }
 
 /// Renders a value as the REPL shows it: strings and numbers as text, maps and arrays as YAML.
+/// Values at secret keys of the YAML are masked by position, which also covers values too
+/// short for the redactor to mask by their text.
 pub fn render(value: &Dynamic) -> String {
     if value.is_string() {
         return value.to_string();
@@ -127,7 +131,9 @@ pub fn render(value: &Dynamic) -> String {
     if value.is_map() || value.is_array() {
         let json = to_json(value);
         if json.is_object() || json.is_array() {
-            return crate::yaml::to_yaml_string(&json);
+            let yaml = crate::yaml::to_yaml_string(&json);
+            let lines: Vec<&str> = yaml.split_inclusive('\n').collect();
+            return mask_secret_values(&lines).concat();
         }
     }
     value.to_string()
@@ -171,6 +177,17 @@ mod tests {
         assert_eq!(
             render(&Dynamic::from_map(map)),
             "name: mas\nports:\n- 8080\n"
+        );
+    }
+
+    #[test]
+    fn maps_mask_values_at_secret_keys() {
+        let mut map = Map::new();
+        map.insert("client_id".into(), Dynamic::from("mas"));
+        map.insert("client_secret".into(), Dynamic::from("yes"));
+        assert_eq!(
+            render(&Dynamic::from_map(map)),
+            "client_id: mas\nclient_secret: '********'\n"
         );
     }
 

@@ -3,6 +3,7 @@
 //! owns only what the operator reads, and passes all of it through the [`Redactor`].
 
 pub mod redact;
+pub mod secret_lines;
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -179,7 +180,11 @@ impl Reporter {
                 Status::Skipped => counters.skipped += 1,
             }
         }
-        let diff = step.diff.filter(|_| self.inner.show_diff);
+        let diff = step
+            .diff
+            .filter(|_| self.inner.show_diff)
+            .map(|diff| self.inner.redactor.redact_diff(diff));
+        let diff = diff.as_deref();
 
         match self.inner.format {
             OutputFormat::Json => self.print_json(&json!({
@@ -358,6 +363,9 @@ impl Reporter {
     }
 
     fn print_json(&self, value: &serde_json::Value) {
+        // Masking the values first keeps a masked number valid JSON. Masking the text after
+        // that catches a secret that spans several values.
+        let value = self.inner.redactor.redact_json(value);
         let line = self.inner.redactor.redact(&value.to_string());
         self.write_line(&line);
     }

@@ -163,7 +163,11 @@ fn describe_template(
     let mut text = format!("failed to render {place_text}: {message}");
     match excerpt {
         Some(excerpt) => text.push_str(&format!("\n  template: {excerpt}")),
-        None => text.push_str("\n  template: (not shown because the variable looks secret)"),
+        None => text.push_str(
+            "\n  template: (not shown because the value looks secret)\n  \
+             if the secret itself contains `{{` or `{%`, write it as `!unsafe 'value'` \
+             or wrap it in `{% raw %}...{% endraw %}`",
+        ),
     }
     if !chain.is_empty() {
         text.push_str(&format!("\n  {} -> {place}", describe_chain(chain)));

@@ -62,6 +62,7 @@ pub use self::filters::{ansible_bool, environment};
 use self::resolve::{Entry, Resolution, Resolver};
 pub use self::secrets::is_secret_name;
 pub use self::text::shell_quote;
+pub use self::yaml_text::double_quoted as yaml_double_quoted;
 
 /// Deep-merges `overlay` into `base` the way `combine(recursive=True)` does: maps merge key by
 /// key, anything else (lists included) is replaced. A non-map `overlay` replaces `base`.
@@ -250,22 +251,46 @@ impl HostVars {
 
     /// Collects the secret values to redact from output.
     ///
-    /// These are the strings of at least [`secrets::SECRET_MIN_LEN`] characters in the resolved
-    /// value of each variable whose name looks secret ([`is_secret_name`]). Inside any other
-    /// variable's value, they are such strings under a secret-looking map key
-    /// ([`secrets::SECRET_KEYS`]). Variables that fail to resolve are skipped. The result has no
-    /// duplicates and lists longer values first, so that a redactor replacing them in order
-    /// never leaves part of a longer secret behind.
+    /// These are the strings and numbers of at least [`secrets::SECRET_MIN_LEN`] characters
+    /// in the value of each variable whose name looks secret ([`is_secret_name`]). Inside any
+    /// other variable's value, they are such values under a secret-looking map key
+    /// ([`secrets::SECRET_KEYS`]). A variable that fails to resolve contributes its raw
+    /// value instead, because the render error may quote that text, for example a secret
+    /// that contains `{%` by chance. An undefined name that the error names and that occurs
+    /// in such a raw value (`abc{{ xyz }}`) is most likely a piece of the secret, so it is
+    /// added too. A name close to a defined variable's name is a typo and is not added.
+    /// The result has no duplicates and lists longer values first, so that a redactor
+    /// replacing them in order never leaves part of a longer secret behind.
     pub fn secrets(&self) -> Vec<String> {
         let mut found = Vec::new();
         for name in self.names() {
-            let Ok(value) = self.get(&name) else {
-                continue;
+            let collect = |value: &Value, out: &mut Vec<String>| {
+                if is_secret_name(&name) {
+                    secrets::collect_all_strings(value, out);
+                } else {
+                    secrets::collect_keyed_secrets(value, out);
+                }
             };
-            if is_secret_name(&name) {
-                secrets::collect_all_strings(&value, &mut found);
-            } else {
-                secrets::collect_keyed_secrets(&value, &mut found);
+            match self.get(&name) {
+                Ok(value) => collect(&value, &mut found),
+                Err(error) => {
+                    let Some(raw) = self.raw(&name) else {
+                        continue;
+                    };
+                    let mut raw_secrets = Vec::new();
+                    collect(&raw.value, &mut raw_secrets);
+                    if let VarError::Undefined {
+                        name: undefined, ..
+                    } = &error
+                        && raw_secrets
+                            .iter()
+                            .any(|text| text.contains(undefined.as_str()))
+                        && self.closest_name(undefined).is_none()
+                    {
+                        secrets::push_secret(undefined, &mut found);
+                    }
+                    found.extend(raw_secrets);
+                }
             }
         }
         found.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));

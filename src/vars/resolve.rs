@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 
 use super::convert::{json_to_value, read_rendered, value_to_json};
 use super::error::{CycleStep, Referrer, VarError, excerpt};
-use super::secrets::is_secret_name;
+use super::secrets::{is_secret_key, is_secret_name};
 use super::source::{Origin, RawVar};
 
 /// The context key under which a [`HostContext`] returns itself, so that functions such as
@@ -215,6 +215,7 @@ impl Resolver {
                     } else {
                         key.clone()
                     };
+                    let secret = secret || is_secret_key(&key);
                     rendered.insert(key, self.render_json(value, referrer, resolution, secret)?);
                 }
                 Ok(Json::Object(rendered))
@@ -506,7 +507,11 @@ fn attribute_error(
 
     VarError::Template {
         place: Box::new(referrer.clone()),
-        message: describe_engine_error(error, source),
+        message: if secret {
+            describe_secret_engine_error(error, source)
+        } else {
+            describe_engine_error(error, source)
+        },
         excerpt: (!secret).then(|| excerpt(source, error.line())),
         chain: Vec::new(),
     }
@@ -531,6 +536,16 @@ fn describe_engine_error(error: &minijinja::Error, source: &str) -> String {
     while let Some(inner) = cause {
         message.push_str(&format!(": {inner}"));
         cause = inner.source();
+    }
+    message
+}
+
+/// Describes an engine error in a secret value by its kind and line only, because the
+/// engine's detail can quote a token of the value (`unknown statement def`).
+fn describe_secret_engine_error(error: &minijinja::Error, source: &str) -> String {
+    let mut message = error.kind().to_string();
+    if let (Some(line), true) = (error.line(), source.contains('\n')) {
+        message.push_str(&format!(" (line {line})"));
     }
     message
 }

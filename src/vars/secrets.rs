@@ -48,10 +48,17 @@ pub fn is_secret_name(name: &str) -> bool {
             .any(|suffix| name.ends_with(suffix))
 }
 
-/// Adds every string of `value`, at any depth, to `out`.
+/// Returns whether a map key marks a secret value (see [`SECRET_KEYS`]).
+pub fn is_secret_key(key: &str) -> bool {
+    SECRET_KEYS.contains(&key)
+}
+
+/// Adds every string and number of `value`, at any depth, to `out`. A number is added as
+/// the text that YAML and JSON writers give it. Booleans and nulls are not secrets.
 pub(crate) fn collect_all_strings(value: &Json, out: &mut Vec<String>) {
     match value {
         Json::String(text) => push_secret(text, out),
+        Json::Number(number) => push_secret(&number.to_string(), out),
         Json::Array(items) => items.iter().for_each(|item| collect_all_strings(item, out)),
         Json::Object(map) => map.values().for_each(|item| collect_all_strings(item, out)),
         _ => {}
@@ -67,7 +74,7 @@ pub(crate) fn collect_keyed_secrets(value: &Json, out: &mut Vec<String>) {
             .for_each(|item| collect_keyed_secrets(item, out)),
         Json::Object(map) => {
             for (key, item) in map {
-                if SECRET_KEYS.contains(&key.as_str()) {
+                if is_secret_key(key) {
                     collect_all_strings(item, out);
                 } else {
                     collect_keyed_secrets(item, out);
@@ -78,7 +85,8 @@ pub(crate) fn collect_keyed_secrets(value: &Json, out: &mut Vec<String>) {
     }
 }
 
-fn push_secret(text: &str, out: &mut Vec<String>) {
+/// Adds `text` to `out` unless it is shorter than [`SECRET_MIN_LEN`].
+pub(crate) fn push_secret(text: &str, out: &mut Vec<String>) {
     if text.chars().count() >= SECRET_MIN_LEN {
         out.push(text.to_string());
     }
@@ -110,6 +118,14 @@ mod tests {
         ] {
             assert!(!is_secret_name(name), "{name} should not look secret");
         }
+    }
+
+    #[test]
+    fn numbers_at_secret_keys_are_secrets() {
+        let value = json!({"client_secret": 987654321987_u64, "port": 8080, "token": true});
+        let mut out = Vec::new();
+        collect_keyed_secrets(&value, &mut out);
+        assert_eq!(out, vec!["987654321987".to_string()]);
     }
 
     #[test]

@@ -690,8 +690,80 @@ fn secrets_include_nested_client_secret() {
         vec![
             "generic-secret-value-db".to_string(),
             "generic-secret-value".to_string(),
+            "{{ undefined_name }}".to_string(),
             "upstream-secret".to_string(),
+            "undefined_name".to_string(),
         ]
+    );
+}
+
+#[test]
+fn secrets_include_raw_text_of_failing_variable() {
+    let vars = host_vars(&[(
+        "matrix_authentication_service_config_upstream_oauth2_providers",
+        json!([{"client_id": "mas", "client_secret": "CLIENTSECRETabc{%def"}]),
+    )]);
+    assert_eq!(vars.secrets(), vec!["CLIENTSECRETabc{%def".to_string()]);
+}
+
+#[test]
+fn secrets_include_undefined_name_inside_secret() {
+    let vars = host_vars(&[(
+        "providers",
+        json!([{"client_id": "mas", "client_secret": "CLIENTabc{{ xyzzysecretpart }}"}]),
+    )]);
+    assert_eq!(
+        vars.secrets(),
+        vec![
+            "CLIENTabc{{ xyzzysecretpart }}".to_string(),
+            "xyzzysecretpart".to_string()
+        ]
+    );
+}
+
+#[test]
+fn secrets_exclude_misspelled_variable_name() {
+    let vars = host_vars(&[
+        ("matrix_domain", json!("example.com")),
+        ("backup_password", json!("{{ matrix_domian }}-pw")),
+    ]);
+    assert_eq!(vars.secrets(), vec!["{{ matrix_domian }}-pw".to_string()]);
+}
+
+#[test]
+fn render_error_under_secret_key_hides_template() {
+    let vars = host_vars(&[(
+        "providers",
+        json!([{"client_id": "mas", "client_secret": "CLIENTSECRETabc{%def"}]),
+    )]);
+    let text = error_text(vars.get("providers"));
+    assert!(text.contains("'providers'"), "names the variable: {text}");
+    assert!(
+        text.contains("syntax error"),
+        "keeps the error kind: {text}"
+    );
+    assert!(
+        !text.contains("CLIENTSECRET"),
+        "template text hidden: {text}"
+    );
+    assert!(
+        !text.contains("unknown statement"),
+        "engine detail hidden: {text}"
+    );
+    assert!(text.contains("!unsafe"), "tells how to quote it: {text}");
+}
+
+#[test]
+fn render_error_at_other_key_shows_template() {
+    let vars = host_vars(&[("providers", json!([{"client_id": "mas{%def"}]))]);
+    let text = error_text(vars.get("providers"));
+    assert!(
+        text.contains("template: mas{%def"),
+        "shows the template: {text}"
+    );
+    assert!(
+        text.contains("unknown statement def"),
+        "shows the detail: {text}"
     );
 }
 

@@ -255,7 +255,8 @@ fn can_be_plain(text: &str, in_flow: bool) -> bool {
     !(in_flow && text.contains([',', '[', ']', '{', '}', ':']))
 }
 
-fn double_quoted(text: &str) -> String {
+/// Writes `text` as a YAML double-quoted scalar, escaping what YAML cannot show plainly.
+pub fn double_quoted(text: &str) -> String {
     let mut out = String::from("\"");
     for c in text.chars() {
         match c {
