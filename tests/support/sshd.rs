@@ -155,13 +155,20 @@ impl Sshd {
         .unwrap();
         let host_key = public_key_text(&path.join("host_ed25519.pub"));
 
+        // Sessions get an empty home, so the login shell sources no ~/.bashrc of the
+        // machine. A root ~/.bashrc that runs `pyenv rehash` leaves a lock file behind when a
+        // test kills the session, and every later root login then waits 60 s for it.
+        let home = path.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o755)).unwrap();
         let config = format!(
             "Port {port}\nListenAddress {address}\nHostKey {dir}/host_ed25519\n\
              PidFile {dir}/sshd.pid\nAuthorizedKeysFile {dir}/authorized_keys\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
              StrictModes no\nPermitRootLogin prohibit-password\n\
-             Subsystem sftp internal-sftp\nLogLevel VERBOSE\n",
-            dir = path.display()
+             Subsystem sftp internal-sftp\nLogLevel VERBOSE\nSetEnv HOME={home}\n",
+            dir = path.display(),
+            home = home.display()
         );
         std::fs::write(path.join("sshd_config"), config).unwrap();
 
