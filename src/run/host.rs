@@ -110,8 +110,8 @@ impl<T, E: From<TransportError>> Interruptible for Result<T, E> {
 
 pub struct HostContext {
     pub name: String,
-    /// The host's transport behind [`HostContext::files`], so every operation passes the
-    /// file cache.
+    /// The host's transport, wrapped in the file cache, so every operation through it keeps
+    /// the cache true.
     pub transport: Arc<dyn Transport>,
     /// The cache of prefetched file stats and contents in front of the host's transport.
     files: Arc<CachedTransport>,
