@@ -238,7 +238,7 @@ fn file_module(ctx: &Arc<HostContext>) -> Module {
     documented(
         "prefetch",
         &["paths: Array", "()"],
-        "Fetches the stat and contents of each path and its parent directories in one burst for the steps that follow; changes nothing.",
+        "Fetches the stat and contents of each path and its parent directories at once (two round trips over SSH) for the steps that follow; changes nothing.",
     )
     .set_into_module(
         &mut module,

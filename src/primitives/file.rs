@@ -401,10 +401,10 @@ pub fn read(ctx: &HostContext, path: &Path) -> Result<Option<String>> {
     Ok(contents.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-/// Fetches the stats and contents of `paths` (and their ancestor directories) in one request
-/// burst, so the steps that follow find them without a round trip each. It is no step and
-/// changes nothing. A failure other than an unreachable host is logged and ignored, because
-/// each step then asks the host itself and reports what it finds.
+/// Fetches the stats and contents of `paths` and their ancestor directories at once (two
+/// round trips over SSH), so the steps that follow find them without a round trip each. It is
+/// no step and changes nothing. A failure other than an unreachable host is logged and
+/// ignored, because each step then asks the host itself and reports what it finds.
 pub fn prefetch(ctx: &HostContext, paths: &[PathBuf]) -> Result<()> {
     for path in paths {
         require_absolute(path)?;

@@ -236,9 +236,9 @@ impl HostContext {
         })
     }
 
-    /// Fetches the stats and contents of `paths` and their ancestors in one request burst
-    /// and keeps them for the steps that follow; see [`CachedTransport`] for when they are
-    /// dropped. Returns the number of paths fetched.
+    /// Fetches the stats and contents of `paths` and their ancestors with one
+    /// [`Transport::stat_and_read`] call and keeps them for the steps that follow. See
+    /// [`CachedTransport`] for when they are dropped. Returns the number of paths fetched.
     pub fn prefetch_files(&self, paths: &[PathBuf]) -> Result<usize, TransportError> {
         self.block_on(self.files.prefetch(paths))
     }

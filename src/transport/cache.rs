@@ -1,6 +1,7 @@
 //! A per-host cache of file stats and contents in front of another [`Transport`]. A task file
-//! fetches every file its steps will look at in one request burst
-//! ([`CachedTransport::prefetch`]), and the steps then find them without a round trip each.
+//! fetches every file its steps will look at at once ([`CachedTransport::prefetch`]: two
+//! round trips over SSH for any number of files), and the steps then find them without a
+//! round trip each.
 //!
 //! Only `prefetch` fills the cache, and the cache never outlives a reason to trust it:
 //!
