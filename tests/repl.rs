@@ -415,6 +415,24 @@ fn check_mode_reports_without_writing() {
 }
 
 #[test]
+fn prefetch_lasts_one_entry() {
+    let target = Target::local();
+    let mut repl = Repl::start(&target, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let path = work.path().join("note.txt");
+    std::fs::write(&path, "before").unwrap();
+
+    repl.run(&format!(r#"file::prefetch(["{}"])"#, path.display()));
+    // The operator changes the file between two entries; the next entry must see it.
+    std::fs::write(&path, "after").unwrap();
+    let output = repl.run(&format!(r#"file::read("{}")"#, path.display()));
+    assert!(output.contains("after"), "file::read printed {output:?}");
+    assert!(!output.contains("before"), "file::read printed {output:?}");
+
+    assert_eq!(repl.quit(), 0);
+}
+
+#[test]
 fn secrets_masked_in_output() {
     let target = Target::local();
     let secret = "example-postgres-password-replace-me";

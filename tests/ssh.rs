@@ -90,15 +90,15 @@ fn setup_over_ssh_matches_local_run() {
         second.changed_steps()
     );
 
-    // A run that changes nothing costs one round trip per step, plus two for starting SFTP,
-    // one per file the task file reads or stats outside a step (three in this run), and one
-    // per owner name first looked up (root, for the unit file). The bound leaves room for two
-    // more such reads.
+    // setup prefetches the files and accounts its steps look at, and no step of a run that
+    // changes nothing runs a command. So the run waits only to start SFTP (two), for the
+    // account lookups (one command) and for the file prefetch (two bursts: stats and opens,
+    // then reads and closes), and each step waits for nothing.
     let steps = recap["ok"].as_u64().unwrap();
     let round_trips = recap["round_trips"].as_u64().unwrap();
     assert!(steps > 10, "setup runs its steps: {recap}");
     assert!(
-        round_trips <= steps + 8,
+        round_trips <= 5,
         "{round_trips} round trips for {steps} unchanged steps"
     );
 }
@@ -163,6 +163,98 @@ fn no_change_step_costs_one_round_trip() {
         round_trips <= steps + 2,
         "{round_trips} round trips for {steps} unchanged steps"
     );
+}
+
+/// Returns the status the JSON events report for the step named `name`.
+fn step_status(run: &Run, name: &str) -> String {
+    run.events()
+        .iter()
+        .find(|event| event["step"] == name)
+        .and_then(|event| event["status"].as_str())
+        .unwrap_or_else(|| panic!("no step {name} in:\n{}", run.all_output()))
+        .to_string()
+}
+
+#[test]
+fn prefetched_files_never_served_stale() {
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    for name in ["same.txt", "differs.txt", "written.txt"] {
+        std::fs::write(dir.join(name), "old\n").unwrap();
+    }
+    // A command changes two prefetched files behind the cache's back, and a step writes the
+    // third, so every later look at them must reach the host.
+    let task = project.task(
+        "stale.rhai",
+        &format!(
+            r#"file::prefetch(["{dir}/same.txt", "{dir}/differs.txt", "{dir}/written.txt"]);
+command::run(#{{ name: "rewrite", argv: ["sh", "-c", "echo new > {dir}/same.txt; echo other > {dir}/differs.txt"] }});
+file::content(#{{ name: "same after command", path: "{dir}/same.txt", content: "new\n" }});
+file::content(#{{ name: "differs after command", path: "{dir}/differs.txt", content: "old\n" }});
+file::content(#{{ name: "first write", path: "{dir}/written.txt", content: "first\n" }});
+print("read=" + file::read("{dir}/written.txt"));
+file::content(#{{ name: "write again", path: "{dir}/written.txt", content: "first\n" }});
+"#,
+            dir = dir.display(),
+        ),
+    );
+
+    let run = project.run(&[task.display().to_string()]);
+    run.assert_status(0);
+    assert_eq!(step_status(&run, "same after command"), "ok");
+    assert_eq!(step_status(&run, "differs after command"), "changed");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("differs.txt")).unwrap(),
+        "old\n"
+    );
+    assert_eq!(step_status(&run, "first write"), "changed");
+    assert!(
+        printed(&run).contains(&"read=first\n".to_string()),
+        "file::read after the write: {:?}",
+        printed(&run)
+    );
+    assert_eq!(step_status(&run, "write again"), "ok");
+}
+
+#[test]
+fn prefetched_files_cost_no_round_trip() {
+    let server = Sshd::start();
+    let project = SshProject::new(&[(HOST, server.inventory_vars())]);
+    project.trust(&[&server]);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("deployed");
+    std::fs::create_dir(&dir).unwrap();
+    let names: Vec<String> = (0..8).map(|index| format!("file{index}.txt")).collect();
+    for name in &names {
+        std::fs::write(dir.join(name), format!("{name}\n")).unwrap();
+    }
+    let paths: Vec<String> = names
+        .iter()
+        .map(|name| format!("\"{}/{name}\"", dir.display()))
+        .collect();
+    let mut source = format!("file::prefetch([{}]);\n", paths.join(", "));
+    source.push_str(&format!(
+        "file::directory(#{{ path: \"{}\" }});\n",
+        dir.display()
+    ));
+    for name in &names {
+        source.push_str(&format!(
+            "file::content(#{{ path: \"{}/{name}\", content: \"{name}\\n\" }});\n",
+            dir.display()
+        ));
+    }
+    let task = project.task("prefetched.rhai", &source);
+
+    let run = project.run(&[task.display().to_string()]);
+    run.assert_status(0);
+    let recap = run.recap(HOST);
+    assert_eq!(recap["changed"], 0, "changed: {:?}", run.changed_steps());
+    assert_eq!(recap["ok"], 9, "every step ran: {recap}");
+    // Two waits start SFTP and two fetch the files; the nine steps find everything cached.
+    assert_eq!(recap["round_trips"], 4, "{recap}");
 }
 
 #[test]

@@ -234,6 +234,33 @@ fn file_module(ctx: &Arc<HostContext>) -> Module {
             to_dynamic(&value)
         },
     );
+    let prefetch_ctx = ctx.clone();
+    documented(
+        "prefetch",
+        &["paths: Array", "()"],
+        "Fetches the stat and contents of each path and its parent directories at once (two round trips over SSH) for the steps that follow; changes nothing.",
+    )
+    .set_into_module(
+        &mut module,
+        move |context: NativeCallContext, paths: Array| -> RhaiResult<()> {
+            let paths = paths
+                .into_iter()
+                .map(|path| {
+                    path.into_immutable_string()
+                        .map(|text| PathBuf::from(text.as_str()))
+                        .map_err(|kind| {
+                            failure(
+                                FailureKind::BadInput,
+                                format!("file::prefetch: each path must be a string, not {kind}"),
+                            )
+                        })
+                })
+                .collect::<RhaiResult<Vec<PathBuf>>>()
+                .map_err(|error| at_call(&context, error))?;
+            file::prefetch(&prefetch_ctx, &paths)
+                .map_err(|error| at_call(&context, primitive_failure(error)))
+        },
+    );
     let read_ctx = ctx.clone();
     documented(
         "read",
@@ -357,6 +384,20 @@ fn user_module(ctx: &Arc<HostContext>) -> Module {
                 primitives::run_step(&user_ctx, &label, || user::user(&user_ctx, &options))
                     .map_err(|error| at_call(&context, primitive_failure(error)))?;
             to_dynamic(&outcome.into_value())
+        },
+    );
+    let prefetch_ctx = ctx.clone();
+    let prefetch_help = options_help(
+        "Looks up the given users and groups with one command, for the user steps and owners that follow; changes nothing.",
+        option_names::<user::PrefetchOptions>(),
+    );
+    documented("prefetch", &["options: Map", "()"], &prefetch_help).set_into_module(
+        &mut module,
+        move |context: NativeCallContext, options: Map| -> RhaiResult<()> {
+            let options: user::PrefetchOptions = parse_options("user::prefetch", options)
+                .map_err(|error| at_call(&context, error))?;
+            user::prefetch(&prefetch_ctx, &options)
+                .map_err(|error| at_call(&context, primitive_failure(error)))
         },
     );
     module

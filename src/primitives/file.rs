@@ -405,6 +405,33 @@ pub fn read(ctx: &HostContext, path: &Path) -> Result<Option<String>> {
     Ok(contents.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
+/// Fetches the stats and contents of `paths` and their ancestor directories at once (two
+/// round trips over SSH), so the steps that follow find them without a round trip each. It is
+/// no step and changes nothing. A failure other than an unreachable host is logged and
+/// ignored, because each step then asks the host itself and reports what it finds.
+pub fn prefetch(ctx: &HostContext, paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        require_absolute(path)?;
+    }
+    let round_trips_before = ctx.transport.round_trips();
+    match ctx.prefetch_files(paths) {
+        Ok(count) => {
+            tracing::debug!(
+                host = %ctx.name,
+                paths = count,
+                round_trips = ctx.transport.round_trips() - round_trips_before,
+                "prefetched files"
+            );
+            Ok(())
+        }
+        Err(error) if error.is_unreachable() => Err(error.into()),
+        Err(error) => {
+            tracing::debug!(host = %ctx.name, %error, "prefetch failed; each step reads for itself");
+            Ok(())
+        }
+    }
+}
+
 fn require_absolute(path: &Path) -> Result<()> {
     if path.is_absolute() {
         Ok(())

@@ -240,10 +240,20 @@ pub fn resolve_id(ctx: &HostContext, database: &'static str, spec: &IdSpec) -> R
     if let Some(id) = ctx.cached_id(database, name) {
         return Ok(Some(id));
     }
-    let output = ctx.block_on(ctx.transport.exec(&ExecRequest {
+    match ctx.cached_lookup(database, name) {
+        Some(None) => return Ok(None),
+        Some(Some(entry)) => {
+            if let Some(id) = entry_id(&entry) {
+                ctx.cache_id(database, name, id);
+                return Ok(Some(id));
+            }
+        }
+        None => {}
+    }
+    let output = ctx.exec_lookup(&ExecRequest {
         argv: vec!["getent".into(), database.into(), name.clone()],
         ..ExecRequest::default()
-    }))?;
+    })?;
     match output.status {
         Some(0) => {
             let line = output.stdout_text();
@@ -271,6 +281,14 @@ pub fn resolve_id(ctx: &HostContext, database: &'static str, spec: &IdSpec) -> R
 const GETENT_EACH: &str =
     r#"while [ "$#" -ge 2 ]; do getent "$1" "$2"; echo "status $?"; shift 2; done"#;
 
+/// Returns the id (third field) of a `getent passwd` or `getent group` entry.
+fn entry_id(entry: &str) -> Option<u32> {
+    entry
+        .split(':')
+        .nth(2)
+        .and_then(|id| id.trim().parse().ok())
+}
+
 /// Looks up the names in `lookups` that are not cached yet with one command on the host and
 /// caches the ids found, so a step that names an owner and a group waits for one command, not
 /// two. A name this does not resolve is left to [`resolve_id`], which reports why.
@@ -279,7 +297,9 @@ pub fn prefetch_ids(ctx: &HostContext, lookups: &[(&'static str, &IdSpec)]) -> R
         .iter()
         .filter_map(|(database, spec)| match spec {
             IdSpec::Name(name)
-                if name.parse::<u32>().is_err() && ctx.cached_id(database, name).is_none() =>
+                if name.parse::<u32>().is_err()
+                    && ctx.cached_id(database, name).is_none()
+                    && ctx.cached_lookup(database, name).is_none() =>
             {
                 Some((*database, name.as_str()))
             }
@@ -289,16 +309,26 @@ pub fn prefetch_ids(ctx: &HostContext, lookups: &[(&'static str, &IdSpec)]) -> R
     if pending.len() < 2 {
         return Ok(());
     }
+    lookup_entries(ctx, &pending)
+}
 
+/// Runs `getent` for every `(database, key)` pair in one command on the host and keeps each
+/// result (the entry, or that the key was not found) for the steps that follow. A key whose
+/// lookup failed otherwise is not kept, so the step that needs it runs `getent` itself and
+/// reports the error.
+pub fn lookup_entries(ctx: &HostContext, pending: &[(&'static str, &str)]) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
     let mut argv: Vec<String> = vec!["sh".into(), "-c".into(), GETENT_EACH.into(), "sh".into()];
-    for (database, name) in &pending {
+    for (database, name) in pending {
         argv.push(database.to_string());
         argv.push(name.to_string());
     }
-    let output = ctx.block_on(ctx.transport.exec(&ExecRequest {
+    let output = ctx.exec_lookup(&ExecRequest {
         argv,
         ..ExecRequest::default()
-    }))?;
+    })?;
 
     // Entries contain ':' and status lines do not, so the two cannot be confused.
     let mut entries: Vec<String> = Vec::new();
@@ -315,13 +345,16 @@ pub fn prefetch_ids(ctx: &HostContext, lookups: &[(&'static str, &IdSpec)]) -> R
         let Some((database, name)) = lookups.next() else {
             break;
         };
-        if let (0, [entry]) = (status, entries.as_slice())
-            && let Some(id) = entry
-                .split(':')
-                .nth(2)
-                .and_then(|id| id.parse::<u32>().ok())
-        {
-            ctx.cache_id(database, name, id);
+        match (status, entries.as_slice()) {
+            (0, [entry]) => {
+                if let Some(id) = entry_id(entry) {
+                    ctx.cache_id(database, name, id);
+                }
+                ctx.keep_lookup(database, name, Some(entry.clone()));
+            }
+            // getent exits 2 when the key is not found.
+            (2, []) => ctx.keep_lookup(database, name, None),
+            _ => {}
         }
         entries.clear();
     }

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{IdSpec, Outcome, PrimitiveError, Result, resolve_id};
+use super::{IdSpec, Outcome, PrimitiveError, Result, lookup_entries, resolve_id};
 use crate::run::host::HostContext;
 use crate::transport::{ExecOutput, ExecRequest};
 
@@ -38,18 +38,22 @@ fn default_true() -> bool {
     true
 }
 
-/// An entry of `getent passwd` or `getent group`, split on `:`.
+fn split_entry(entry: &str) -> Vec<String> {
+    entry.trim_end().split(':').map(str::to_string).collect()
+}
+
+/// An entry of `getent passwd` or `getent group`, split on `:`, from the lookups that
+/// [`prefetch`] cached when there is one.
 fn getent(ctx: &HostContext, database: &str, name: &str) -> Result<Option<Vec<String>>> {
-    let output = exec(ctx, vec!["getent".into(), database.into(), name.into()])?;
+    if let Some(entry) = ctx.cached_lookup(database, name) {
+        return Ok(entry.as_deref().map(split_entry));
+    }
+    let output = ctx.exec_lookup(&ExecRequest {
+        argv: vec!["getent".into(), database.into(), name.into()],
+        ..ExecRequest::default()
+    })?;
     match output.status {
-        Some(0) => Ok(Some(
-            output
-                .stdout_text()
-                .trim_end()
-                .split(':')
-                .map(str::to_string)
-                .collect(),
-        )),
+        Some(0) => Ok(Some(split_entry(&output.stdout_text()))),
         Some(2) => Ok(None),
         _ => Err(PrimitiveError::Failed(format!(
             "getent {database} {name} failed: {}",
@@ -76,6 +80,30 @@ fn exec_checked(ctx: &HostContext, argv: Vec<String>) -> Result<()> {
             output.stderr_text().trim()
         )))
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefetchOptions {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Looks up every user and group in `options` with one command on the host, for the
+/// `user::group`, `user::user` and owner lookups that follow. It is no step and changes
+/// nothing.
+pub fn prefetch(ctx: &HostContext, options: &PrefetchOptions) -> Result<()> {
+    let mut pending: Vec<(&'static str, &str)> = Vec::new();
+    let users = options.users.iter().map(|name| ("passwd", name.as_str()));
+    let groups = options.groups.iter().map(|name| ("group", name.as_str()));
+    for (database, name) in users.chain(groups) {
+        if ctx.cached_lookup(database, name).is_none() && !pending.contains(&(database, name)) {
+            pending.push((database, name));
+        }
+    }
+    lookup_entries(ctx, &pending)
 }
 
 /// Ensures a group exists, with `gid` when given.

@@ -77,6 +77,11 @@ impl HostSession {
     }
 
     fn evaluate(&mut self, ast: &AST, sources: &SourceTexts, dirs: &[PathBuf]) -> HostResult {
+        // Files prefetched by one entry are not trusted in the next: the operator may have
+        // changed them on the host in between.
+        if let Some(connection) = &self.connection {
+            connection.ctx.clear_file_cache();
+        }
         let changes_before = self.connection.as_ref().map(|c| c.ctx.changes());
         let outcome = self.outcome(ast, sources, dirs);
         let changes_after = self.connection.as_ref().map(|c| c.ctx.changes());

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::report::Reporter;
-use crate::transport::{Transport, TransportError};
+use crate::transport::cache::CachedTransport;
+use crate::transport::{ExecOutput, ExecRequest, Transport, TransportError};
 use crate::vars::HostVars;
 use crate::vars::source::Origin;
 
@@ -109,7 +110,11 @@ impl<T, E: From<TransportError>> Interruptible for Result<T, E> {
 
 pub struct HostContext {
     pub name: String,
+    /// The host's transport, wrapped in the file cache, so every operation through it keeps
+    /// the cache true.
     pub transport: Arc<dyn Transport>,
+    /// The cache of prefetched file stats and contents in front of the host's transport.
+    files: Arc<CachedTransport>,
     pub vars: Arc<HostVars>,
     pub reporter: Reporter,
     pub runtime: tokio::runtime::Handle,
@@ -140,9 +145,35 @@ impl HostContext {
         check: bool,
         default_names: Arc<BTreeSet<String>>,
     ) -> HostContext {
+        HostContext::with_file_cache(
+            name,
+            Arc::new(CachedTransport::new(transport)),
+            vars,
+            reporter,
+            runtime,
+            paths,
+            check,
+            default_names,
+        )
+    }
+
+    /// Builds a context whose file cache is `files`, which other contexts of the same host
+    /// may share (the validation and run phases of one run).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_file_cache(
+        name: String,
+        files: Arc<CachedTransport>,
+        vars: Arc<HostVars>,
+        reporter: Reporter,
+        runtime: tokio::runtime::Handle,
+        paths: SearchPaths,
+        check: bool,
+        default_names: Arc<BTreeSet<String>>,
+    ) -> HostContext {
         HostContext {
             name,
-            transport,
+            transport: files.clone(),
+            files,
             vars,
             reporter,
             runtime,
@@ -203,6 +234,34 @@ impl HostContext {
                 }
             }
         })
+    }
+
+    /// Fetches the stats and contents of `paths` and their ancestors with one
+    /// [`Transport::stat_and_read`] call and keeps them for the steps that follow. See
+    /// [`CachedTransport`] for when they are dropped. Returns the number of paths fetched.
+    pub fn prefetch_files(&self, paths: &[PathBuf]) -> Result<usize, TransportError> {
+        self.block_on(self.files.prefetch(paths))
+    }
+
+    /// Drops every prefetched file, so the next step asks the host.
+    pub fn clear_file_cache(&self) {
+        self.files.clear();
+    }
+
+    /// Runs a command that changes no file on the host (a `getent` lookup) without dropping
+    /// the prefetched files.
+    pub fn exec_lookup(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError> {
+        self.block_on(self.files.exec_lookup(request))
+    }
+
+    /// Returns the cached result of `getent DATABASE KEY` (`Some(None)`: not found), which
+    /// lasts until the next command or change.
+    pub fn cached_lookup(&self, database: &str, key: &str) -> Option<Option<String>> {
+        self.files.cached_lookup(database, key)
+    }
+
+    pub fn keep_lookup(&self, database: &str, key: &str, entry: Option<String>) {
+        self.files.keep_lookup(database, key, entry);
     }
 
     pub fn record_change(&self) {

@@ -21,6 +21,7 @@ use crate::cli::{Cli, HostKeyPolicyArg, OutputArg};
 use crate::engine::{self, ScriptError, error::FailureKind};
 use crate::inventory::{self, Inventory};
 use crate::report::{OutputFormat, Redactor, Reporter};
+use crate::transport::cache::CachedTransport;
 use crate::transport::local::LocalTransport;
 use crate::transport::ssh::{HostKeyPolicy, SshConnector};
 use crate::transport::{Transport, TransportError};
@@ -353,7 +354,13 @@ async fn run_plan(plan: Plan, cli: Cli, reporter: Reporter) -> ExitStatus {
     let mut status = ExitStatus::Ok;
     for ((name, vars), connection) in plan.hosts.iter().zip(connections) {
         match connection {
-            Ok(transport) => transports.push((name.clone(), vars.clone(), transport)),
+            // One file cache per host for the whole run, so files the validation phase
+            // prefetched serve the run phase too.
+            Ok(transport) => transports.push((
+                name.clone(),
+                vars.clone(),
+                Arc::new(CachedTransport::new(transport)),
+            )),
             Err(error) if error.is_unreachable() => {
                 reporter.host_unreachable(name, &error.to_string());
                 reporter.host_finished(name);
@@ -454,13 +461,13 @@ async fn interrupt_on_ctrl_c(reporter: Reporter, interrupt: Interrupt) {
 fn host_context(
     name: &str,
     vars: &Arc<HostVars>,
-    transport: &Arc<dyn Transport>,
+    transport: &Arc<CachedTransport>,
     reporter: &Reporter,
     plan: &Plan,
     check: bool,
 ) -> Arc<HostContext> {
     Arc::new(
-        HostContext::new(
+        HostContext::with_file_cache(
             name.to_string(),
             transport.clone(),
             vars.clone(),

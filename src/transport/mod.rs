@@ -1,6 +1,7 @@
 //! The connection to one host. Primitives do every host operation through [`Transport`], so
 //! local and SSH runs execute the same primitive code; nothing here decides what to change.
 
+pub mod cache;
 pub mod local;
 pub mod ssh;
 
