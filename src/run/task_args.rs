@@ -6,7 +6,7 @@
 //! name declare one required argument (`USERNAME`) and one option (`--admin`). Brackets mark
 //! an optional word and a trailing `...` any number of them.
 
-/// What a task accepts after its name.
+/// The arguments and options a task accepts after its name.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     line: String,
@@ -82,23 +82,23 @@ pub fn check(
         ));
     }
 
-    let most = usage.required + usage.optional;
+    let max = usage.required + usage.optional;
     if positional < usage.required {
         return Err(format!(
             "{task} needs {} argument(s) but got {positional} (Usage: {})",
             usage.required, usage.line
         ));
     }
-    if positional > most && !usage.variadic {
+    if positional > max && !usage.variadic {
         let words: Vec<&str> = args
             .iter()
             .filter(|arg| !arg.starts_with('-') || *arg == "-")
             .map(String::as_str)
             .collect();
-        let accepted = if most == 0 {
+        let accepted = if max == 0 {
             "no arguments".to_string()
         } else {
-            format!("at most {most} argument(s)")
+            format!("at most {max} argument(s)")
         };
         return Err(format!(
             "{task} takes {accepted} but got {} (Usage: {})",
