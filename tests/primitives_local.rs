@@ -314,6 +314,34 @@ fn limit_selects_hosts_and_rejects_unknown() {
     );
 }
 
+/// An inventory warning reaches the JSON stream, with the file and both lines.
+#[test]
+fn duplicate_key_warning_in_json() {
+    let project = Project::local();
+    project.write(
+        "inventory/host_vars/localhost/vars.yml",
+        "domain: one.example\nother: x\ndomain: two.example\n",
+    );
+    let run = project.run(r#"print(vars.domain);"#, &[]);
+    run.assert_status(0);
+    let warning = run
+        .events()
+        .into_iter()
+        .find_map(|event| {
+            event
+                .get("warning")
+                .and_then(|w| w.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| panic!("no warning event:\n{}", run.stdout()));
+    assert!(warning.contains("vars.yml:3:1"), "{warning}");
+    assert!(
+        warning.contains("duplicate key \"domain\" (first set on line 1)"),
+        "{warning}"
+    );
+    assert_eq!(messages(&run), ["two.example"]);
+}
+
 /// A typo in a host's connection settings is bad input: no host is contacted, so the other
 /// hosts do not run either, and the message names the inventory line.
 #[test]

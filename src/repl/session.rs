@@ -176,7 +176,7 @@ impl Session {
         redactor: Arc<Redactor>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Session, String> {
-        let (inventory, paths) = run::load_inventory(&args.inventory)?;
+        let (inventory, paths) = run::load_inventory(&args.inventory, &reporter)?;
         let selected = run::select_hosts(
             &inventory,
             &paths,

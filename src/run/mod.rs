@@ -57,7 +57,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     };
     let reporter = Reporter::new(format, cli.diff, cli.verbose, redactor.clone());
 
-    let plan = match prepare(&cli) {
+    let plan = match prepare(&cli, &reporter) {
         Ok(Prepared::Plan(plan)) => plan,
         Ok(Prepared::Help(text)) => {
             // A closed pipe (`masrun setup --help | head`) is not an error worth reporting.
@@ -87,8 +87,8 @@ enum Prepared {
     Help(String),
 }
 
-fn prepare(cli: &Cli) -> Result<Prepared, String> {
-    let (inventory, search) = load_inventory(&cli.inventory)?;
+fn prepare(cli: &Cli, reporter: &Reporter) -> Result<Prepared, String> {
+    let (inventory, search) = load_inventory(&cli.inventory, reporter)?;
     let project_dir = search.project_dir.clone();
 
     let task = paths::find_task(&cli.task, &project_dir).map_err(|searched| {
@@ -148,8 +148,12 @@ fn prepare(cli: &Cli) -> Result<Prepared, String> {
     }))
 }
 
-/// Loads the inventory file and finds the search paths of its project.
-pub fn load_inventory(path: &Path) -> Result<(Inventory, SearchPaths), String> {
+/// Loads the inventory file and finds the search paths of its project. Its warnings (such as
+/// a duplicate YAML key) go through `reporter`, so they reach the JSON stream too.
+pub fn load_inventory(
+    path: &Path,
+    reporter: &Reporter,
+) -> Result<(Inventory, SearchPaths), String> {
     if !path.is_file() {
         return Err(format!(
             "inventory {} not found; pass the hosts file with -i",
@@ -158,7 +162,7 @@ pub fn load_inventory(path: &Path) -> Result<(Inventory, SearchPaths), String> {
     }
     let inventory = Inventory::load(path).map_err(|e| e.to_string())?;
     for warning in inventory.warnings() {
-        tracing::warn!("{warning}");
+        reporter.warning(None, warning);
     }
     let project_dir = paths::project_dir(inventory.dir());
     let search = paths::search_paths(&project_dir);
