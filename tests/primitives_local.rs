@@ -224,6 +224,12 @@ fn unknown_option_is_bad_input() {
         "{}",
         run.stdout()
     );
+    assert!(
+        run.stdout().contains("file::directory: invalid options:"),
+        "{}",
+        run.stdout()
+    );
+    assert!(!run.stdout().contains("Syntax error"), "{}", run.stdout());
 }
 
 #[test]

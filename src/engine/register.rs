@@ -85,8 +85,16 @@ fn doc_comment(text: &str) -> String {
 }
 
 pub(super) fn parse_options<O: DeserializeOwned>(function: &str, options: Map) -> RhaiResult<O> {
-    rhai::serde::from_dynamic(&Dynamic::from_map(options))
-        .map_err(|error| failure(FailureKind::BadInput, format!("{function}: {error}")))
+    rhai::serde::from_dynamic(&Dynamic::from_map(options)).map_err(|error| {
+        // Rhai words every deserialisation error as a syntax error, but the script parsed
+        // fine: the options map is what is wrong.
+        let text = error.to_string();
+        let text = text.strip_prefix("Syntax error: ").unwrap_or(&text);
+        failure(
+            FailureKind::BadInput,
+            format!("{function}: invalid options: {text}"),
+        )
+    })
 }
 
 /// Options that name their step: an explicit `name`, or the primitive and its target.
