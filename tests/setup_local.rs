@@ -1090,7 +1090,7 @@ fn emoji_in_provider_name_renders() {
     );
 }
 
-/// A ULID's first character is 0 to 7 (it holds 128 bits), and MAS's schema takes upper case.
+/// A ULID's first character is 0 to 7 (a ULID is 128 bits), and MAS's schema takes upper case.
 #[test]
 fn provider_id_overflow_and_case() {
     let cases = [

@@ -521,11 +521,11 @@ fn migration_to_delegation_and_back() {
         None,
     );
     assert!(!files.status.success(), "MAS's directory remains");
-    let kept = node.sh(
+    let remaining_users = node.sh(
         "runuser -u postgres -- psql --tuples-only --no-align --dbname=matrix_authentication_service \
          --command 'SELECT count(*) FROM users'",
     );
-    assert_eq!(kept.trim(), "1", "the database was not kept");
+    assert_eq!(remaining_users.trim(), "1", "the database was not kept");
     let config = homeserver_yaml(deployment);
     assert!(
         config.get("matrix_authentication_service").is_none(),

@@ -319,7 +319,7 @@ fn sqlite_users_block_delegation() {
 }
 
 /// Where masrun does not manage the database server, it cannot count the users of a Synapse on
-/// PostgreSQL, and says so instead of staying silent.
+/// PostgreSQL, and warns instead of staying silent.
 #[test]
 fn unmanaged_postgres_users_warn() {
     let hs = Homeserver::new();

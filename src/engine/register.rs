@@ -446,16 +446,16 @@ fn validation_module(ctx: &Arc<HostContext>) -> Module {
                         .into_iter()
                         .map(|(name, origin)| format!("{name} (set at {origin})"))
                         .collect();
-                    // A handful is a hint; a long list would bury the message.
-                    let shown = sources.len().min(4);
-                    if shown > 0 {
-                        let more = match sources.len() - shown {
+                    // A handful is a hint, and a long list would bury the message.
+                    let listed = sources.len().min(4);
+                    if listed > 0 {
+                        let more = match sources.len() - listed {
                             0 => String::new(),
                             rest => format!(" and {rest} more"),
                         };
                         message.push_str(&format!(
                             "; it is derived from {}{more}",
-                            sources[..shown].join(", ")
+                            sources[..listed].join(", ")
                         ));
                     }
                 }

@@ -734,8 +734,8 @@ mod tests {
         ] {
             assert!(is_store_race(&output(race)), "{race}");
         }
-        let refused = "Cannot connect to the Docker daemon at unix:///run/docker.sock";
-        assert!(!is_store_race(&output(refused)));
+        let unreachable = "Cannot connect to the Docker daemon at unix:///run/docker.sock";
+        assert!(!is_store_race(&output(unreachable)));
     }
 
     #[test]

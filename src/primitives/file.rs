@@ -104,8 +104,8 @@ fn attr_changes(current: &FileStat, wanted: &WantedAttrs) -> (FileAttrs, Vec<Str
         needed.gid = Some(gid);
         notes.push(format!("group {} -> {gid}", current.gid));
     }
-    // In check mode an account that an earlier step would create does not exist yet; owner
-    // and group often share the name, which is named once.
+    // In check mode an account that an earlier step would create does not exist yet. Owner
+    // and group often share that name, so it is listed once.
     let mut pending: Vec<&String> = wanted.pending.iter().collect();
     pending.dedup();
     for name in pending {
@@ -408,7 +408,7 @@ pub fn read(ctx: &HostContext, path: &Path) -> Result<Option<String>> {
 /// Fetches the stats and contents of `paths` and their ancestor directories at once (two
 /// round trips over SSH), so the steps that follow find them without a round trip each. It is
 /// no step and changes nothing. A failure other than an unreachable host is logged and
-/// ignored, because each step then asks the host itself and reports what it finds.
+/// ignored, because each step then queries the host itself and reports what it finds.
 pub fn prefetch(ctx: &HostContext, paths: &[PathBuf]) -> Result<()> {
     for path in paths {
         require_absolute(path)?;

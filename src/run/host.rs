@@ -243,7 +243,7 @@ impl HostContext {
         self.block_on(self.files.prefetch(paths))
     }
 
-    /// Drops every prefetched file, so the next step asks the host.
+    /// Drops every prefetched file, so the next step queries the host.
     pub fn clear_file_cache(&self) {
         self.files.clear();
     }

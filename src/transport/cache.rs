@@ -15,8 +15,8 @@
 //!   an HTTP server on the host) may write files.
 //!
 //! A file that another process changes on the host after the prefetch is served as it was at
-//! the prefetch until one of these clears the cache; the owner of the cache (one host's run,
-//! or one REPL entry) keeps that window short.
+//! the prefetch until one of these clears the cache. The cache lives for one host's run or one
+//! REPL entry, which keeps that window short.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -87,25 +87,25 @@ impl CachedTransport {
     /// included because `file::directory` stats a path's whole ancestry. Returns the number
     /// of paths fetched.
     pub async fn prefetch(&self, paths: &[PathBuf]) -> Result<usize> {
-        let mut wanted: Vec<PathBuf> = Vec::new();
+        let mut missing_paths: Vec<PathBuf> = Vec::new();
         {
             let entries = self.entries();
             for path in paths {
                 for ancestor in path.ancestors() {
                     let ancestor = ancestor.to_path_buf();
-                    if !entries.contains_key(&ancestor) && !wanted.contains(&ancestor) {
-                        wanted.push(ancestor);
+                    if !entries.contains_key(&ancestor) && !missing_paths.contains(&ancestor) {
+                        missing_paths.push(ancestor);
                     }
                 }
             }
         }
-        if wanted.is_empty() {
+        if missing_paths.is_empty() {
             return Ok(0);
         }
-        let found = self.inner.stat_and_read(&wanted).await?;
+        let found = self.inner.stat_and_read(&missing_paths).await?;
         let mut entries = self.entries();
-        let count = wanted.len();
-        entries.extend(wanted.into_iter().zip(found));
+        let count = missing_paths.len();
+        entries.extend(missing_paths.into_iter().zip(found));
         Ok(count)
     }
 

@@ -554,8 +554,8 @@ fn synapse_binds() -> Vec<String> {
         .filter_map(|line| line.split_once('='))
         .find(|(key, _)| key.trim() == "home")
         .map(|(_, value)| PathBuf::from(value.trim()));
-    // NOTE: a virtualenv made from Debian's own python3 (home /usr/bin) is not bound, as that
-    // would hide the node's /usr; the node then needs python3 installed to run Synapse.
+    // NOTE: a virtualenv made from Debian's own python3 (home /usr/bin) is not bound, because
+    // that would hide the node's /usr. The node then needs python3 installed to run Synapse.
     if let Some(prefix) = home.as_deref().and_then(Path::parent)
         && !prefix.starts_with("/usr")
     {

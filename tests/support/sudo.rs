@@ -16,19 +16,19 @@ static CREATED: AtomicUsize = AtomicUsize::new(0);
 /// with sudo.
 pub struct SudoLogin {
     pub name: String,
-    /// The password sudo asks for, or `None` for a NOPASSWD rule.
+    /// The password sudo requests, or `None` for a NOPASSWD rule.
     pub password: Option<String>,
     sudoers: PathBuf,
     _home: tempfile::TempDir,
 }
 
 impl SudoLogin {
-    /// A user whose sudo rule needs no password.
+    /// Creates a user whose sudo rule needs no password.
     pub fn without_password() -> SudoLogin {
         SudoLogin::create("nopw", None)
     }
 
-    /// A user whose sudo rule asks for its password.
+    /// Creates a user whose sudo rule requires the user's password.
     pub fn with_password() -> SudoLogin {
         let password = format!("pw-{}", ulid::Ulid::new().to_string().to_lowercase());
         SudoLogin::create("pw", Some(password))

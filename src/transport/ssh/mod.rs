@@ -532,6 +532,19 @@ impl SshTransport {
     /// Returns an open session channel for a command with its permit: the spare, or a new
     /// one. Opens the next spare either way, so its open travels with this command's exec
     /// request. Counts a round trip only when the command has to wait for its channel.
+    /// Waits for a free channel under the connection's limit, and counts the open that
+    /// follows as a round trip.
+    async fn open_channel_slot(&self) -> Result<OwnedSemaphorePermit> {
+        let permit = self
+            .channels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.lost("channel limit closed"))?;
+        self.round_trips.add(1);
+        Ok(permit)
+    }
+
     async fn command_channel(&self) -> Result<(russh::Channel<Msg>, OwnedSemaphorePermit)> {
         let spare = self
             .spare_channel
@@ -558,13 +571,7 @@ impl SshTransport {
             }
         }
 
-        let permit = self
-            .channels
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.lost("channel limit closed"))?;
-        self.round_trips.add(1);
+        let permit = self.open_channel_slot().await?;
         let channel = self
             .session
             .channel_open_session()
@@ -805,13 +812,7 @@ impl Transport for SshTransport {
     }
 
     async fn connect_stream(&self, target: &StreamTarget) -> Result<Box<dyn HostStream>> {
-        let permit = self
-            .channels
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.lost("channel limit closed"))?;
-        self.round_trips.add(1);
+        let permit = self.open_channel_slot().await?;
         let opened = match target {
             StreamTarget::Tcp { host, port } => {
                 self.session
